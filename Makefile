@@ -1,0 +1,51 @@
+# agbotkit.dr — the commands (DESIGN.md "Commands")
+SHELL := /bin/bash
+VENV  := .venv/bin
+PY    := $(VENV)/python
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: help setup lab-up lab-down lab-status drill test lint unit integration molecule bench clean
+
+help:
+	@echo "make drill       set up, bring the lab up, run the region failover drill, print the report"
+	@echo "make test        set up and run every test (lint, unit, integration, molecule)"
+	@echo "make lab-up | lab-down | lab-status | bench | setup"
+
+setup:
+	@bash scripts/setup.sh
+
+lab-up: setup
+	@$(PY) lab/labctl.py up
+
+lab-down:
+	@if [ -x $(PY) ]; then $(PY) lab/labctl.py down; else python3 lab/labctl.py down; fi
+
+lab-status:
+	@$(PY) lab/labctl.py status
+
+drill: lab-up
+	@bash scripts/drill.sh
+
+lint: setup
+	$(VENV)/yamllint -s .
+	$(VENV)/ruff check .
+	$(VENV)/ansible-lint --offline
+
+unit: setup
+	$(VENV)/pytest -q tests/unit
+
+integration: lab-up
+	$(VENV)/pytest -q tests/integration
+
+molecule: lab-up
+	@bash scripts/molecule.sh
+
+test: setup
+	@bash scripts/test.sh
+
+bench: lab-up
+	@bash scripts/bench.sh
+
+clean: lab-down
+	rm -rf .lab reports artifacts

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every molecule scenario against the lab (delegated driver: the lab is the platform).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
+set -a; source .lab/env; set +a
+status=0
+for dir in molecule/*/; do
+  [[ -f $dir/molecule.yml ]] || continue
+  name=$(basename "$dir")
+  echo "--- molecule scenario $name"
+  molecule test -s "$name" || status=1
+done
+exit $status
