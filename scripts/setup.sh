@@ -35,7 +35,7 @@ want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python || "$(cat $stamp 2>/dev/null)" != "$want" ]]; then
   say "creating .venv and installing requirements.txt"
   [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > $stamp
 else
   say ".venv up to date"

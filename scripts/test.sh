@@ -20,7 +20,7 @@ if ! $V/python lab/labctl.py up; then
   echo "lab failed to start: see .lab/logs/" >&2
   exit 1
 fi
-trap '[[ $was_up == 1 ]] || $V/python lab/labctl.py down' EXIT
+trap '[[ $was_up == 1 ]] || $V/python lab/labctl.py down >/dev/null' EXIT
 
 step "molecule"
 bash scripts/molecule.sh || status=1

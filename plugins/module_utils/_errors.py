@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to agbotkit.dr
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One exception hierarchy for every agbotkit.dr module.
+
+Helpers raise these; each module's main() catches AgbotDrError once and turns it into
+fail_json(msg=str(err), **err.details). A message always says what failed and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class AgbotDrError(Exception):
+    """Base of every error our modules report."""
+
+    def __init__(self, msg: str, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+class MissingLibraryError(AgbotDrError):
+    """A Python library the module needs is not installed where it runs."""
+
+
+class DatabaseConnectionError(AgbotDrError):
+    """Could not connect to PostgreSQL."""
+
+
+class DatabaseQueryError(AgbotDrError):
+    """A query failed."""
+
+
+class ManifestError(AgbotDrError):
+    """A manifest could not be read, parsed or written."""
+
+
+class IntegrityMismatchError(AgbotDrError):
+    """The database does not match its manifest or is corrupt."""
+
+
+# --- kill switch --------------------------------------------------------------------------
+
+class KillSwitchError(AgbotDrError):
+    """Talking to the bot's kill-switch API failed."""
+
+
+class KillSwitchAuthError(KillSwitchError):
+    """The bot rejected the token (401/403); never retried."""
+
+
+class KillSwitchServerError(KillSwitchError):
+    """The bot answered 5xx after every retry."""
+
+
+class KillSwitchTimeoutError(KillSwitchError):
+    """The bot did not answer in time after every retry."""
+
+
+class KillSwitchUnreachableError(KillSwitchError):
+    """Connection refused / no route / DNS failure after every retry."""
+
+
+class KillSwitchProtocolError(KillSwitchError):
+    """The bot answered something that is not the documented contract."""
+
+
+class HaltNotConfirmedError(KillSwitchError):
+    """The bot says halted, but the database shows writes continuing (or the state never flips)."""
+
+
+class ResumeNotConfirmedError(KillSwitchError):
+    """The bot says trading, but no new rows appeared within the settle period."""

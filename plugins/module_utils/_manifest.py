@@ -1,0 +1,455 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to agbotkit.dr
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Database manifests: what a backup must later prove, and how to compare.
+
+A manifest is JSON (schema_version 1)::
+
+    {
+      "schema_version": 1,
+      "created_at": "2025-01-01T00:00:00.123456+00:00",   # now() of the snapshot transaction (UTC)
+      "snapshot": "7412:7412:",                          # pg_current_snapshot() of that transaction
+      "database": "ag_botkit",
+      "server_version": "15.10", "server_version_num": 150010,
+      "extensions": {"plpgsql": "1.0", "timescaledb": "2.14.2"},
+      "hypertables": {"public.metrics": {"num_chunks": 3}},  # only where timescaledb is installed
+      "checksum_algorithm": "sum64-md5-rowtext-v1",          # null when checksums were off
+      "schema_hash": "sha256:...",
+      "tables": {"public.orders": {"rows": 1000, "checksum": "-123...", "max_time": "2025-...+00",
+                                    "time_column": "created_at"}}
+    }
+
+Row checksum (``sum64-md5-rowtext-v1``): for every row, the first 64 bits of md5(row::text) read
+as a signed bigint, summed exactly (PostgreSQL's sum(bigint) is numeric, so nothing wraps).
+A sum is independent of row order, so the dump/restore's physical order does not matter,
+and it is computed in the same single sequential scan as count(*) and max(time), which
+PostgreSQL may run with parallel workers. md5 over the row's text output (with the session
+pinned to UTC / ISO / extra_float_digits=1 / hex bytea) is stable across dump and restore and
+across server versions, unlike hash_record_extended(), whose per-type hash functions are not
+promised to be stable. A changed, missing or duplicated row changes the sum; a forged
+collision would need two md5 prefixes to cancel, which is not a threat model for DR checks.
+
+Schema hash: sha256 over a canonical JSON of, per table, its columns (name, type, not null,
+default, identity, generated), constraints (name, type, definition) and indexes (name,
+definition), every list sorted so the hash does not depend on catalog order or column
+position. Definitions come from pg_get_constraintdef/pg_get_indexdef/pg_get_expr with
+search_path=pg_catalog, so every user object is schema-qualified and the database name never
+appears: a restore into another database name hashes the same.
+
+This file is pure Python (no psycopg): the collector takes a connector whose sessions offer
+query()/one()/execute() (see _pg.PgConnector), so the logic is unit-tested with fakes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import re
+import threading
+
+SCHEMA_VERSION = 1
+CHECKSUM_ALGORITHM = "sum64-md5-rowtext-v1"
+# Faster alternative (about 3-4x on wide rows): sum of hash_record_extended(row, 0). Extended hash
+# functions are kept stable across major versions (hash partitioning relies on it), but not
+# across CPU architectures, and types without a hash opclass (json, point, xml) make it fail.
+HASH_CHECKSUM_ALGORITHM = "sum64-hashrecord-v1"
+CHECKSUM_ALGORITHMS = {"md5": CHECKSUM_ALGORITHM, "hash": HASH_CHECKSUM_ALGORITHM}
+CHECKSUM_EXPRESSIONS = {
+    CHECKSUM_ALGORITHM: "coalesce(sum(('x' || substr(md5(agbot__r::text), 1, 16))::bit(64)::bigint), 0)::text",
+    HASH_CHECKSUM_ALGORITHM: "coalesce(sum(hash_record_extended(agbot__r, 0)), 0)::text",
+}
+
+# Volatile keys: differ between two manifests of identical data.
+VOLATILE_KEYS = ("created_at", "snapshot")
+
+# Time column rule: first of these names that is a timestamp column; otherwise the
+# alphabetically first timestamp column whose name ends in _at / _time / _ts; otherwise the
+# table's only timestamp column; otherwise none.
+PREFERRED_TIME_COLUMNS = ("time", "ts", "timestamp", "event_time", "created_at", "filled_at",
+                          "executed_at", "inserted_at", "recorded_at", "updated_at")
+TIME_TYPES = ("timestamp with time zone", "timestamp without time zone")
+
+EXCLUDED_SCHEMA_SQL = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'timescaledb_information', "
+    "'timescaledb_experimental', 'toolkit_experimental') "
+    "AND n.nspname !~ '^pg_' AND n.nspname !~ '^_timescaledb'"
+)
+
+LIST_TABLES_SQL = (  # constant SQL, no user input
+    "SELECT format('%s.%s', n.nspname, c.relname) AS name, n.nspname AS schema, c.relname AS relname, "  # noqa: S608
+    "pg_catalog.pg_relation_size(c.oid) AS bytes "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence IN ('p', 'u') "
+    "AND " + EXCLUDED_SCHEMA_SQL + " "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e') "
+    "ORDER BY 1"
+)
+
+_TABLE_FILTER = (
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE format('%%s.%%s', n.nspname, c.relname) = ANY(%s)"
+)
+
+COLUMNS_SQL = (
+    "SELECT format('%%s.%%s', n.nspname, c.relname) AS tbl, a.attname AS name, "
+    "pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null, "
+    "pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity, "
+    "a.attgenerated::text AS generated "
+    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+    "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+    + _TABLE_FILTER + " AND a.attnum > 0 AND NOT a.attisdropped"
+)
+
+CONSTRAINTS_SQL = (
+    "SELECT format('%%s.%%s', n.nspname, c.relname) AS tbl, k.conname AS name, k.contype::text AS type, "
+    "pg_catalog.pg_get_constraintdef(k.oid) AS definition "
+    "FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid " + _TABLE_FILTER
+)
+
+INDEXES_SQL = (
+    "SELECT format('%%s.%%s', n.nspname, c.relname) AS tbl, ic.relname AS name, "
+    "pg_catalog.pg_get_indexdef(i.indexrelid) AS definition "
+    "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+    "JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid " + _TABLE_FILTER
+)
+
+EXTENSIONS_SQL = "SELECT extname AS name, extversion AS version FROM pg_catalog.pg_extension ORDER BY 1"
+
+HYPERTABLES_SQL = (
+    "SELECT format('%s.%s', hypertable_schema, hypertable_name) AS name, num_chunks "
+    "FROM timescaledb_information.hypertables ORDER BY 1"
+)
+
+SNAPSHOT_SQL = (
+    "SELECT pg_catalog.now() AS snapshot_time, pg_catalog.pg_current_snapshot()::text AS snapshot, "
+    "pg_catalog.current_database() AS database, pg_catalog.current_setting('server_version') AS server_version, "
+    "pg_catalog.current_setting('server_version_num')::int AS server_version_num"
+)
+
+BEGIN_SQL = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+def quote_ident(name: str) -> str:
+    return '"%s"' % name.replace('"', '""')
+
+
+def normalize_table_name(name: str) -> str:
+    """'orders' -> 'public.orders'; 'schema.table' kept (names are unquoted, as in the catalog)."""
+    name = name.strip()
+    return name if "." in name else "public." + name
+
+
+def split_table_name(name: str) -> tuple[str, str]:
+    schema, _, table = normalize_table_name(name).partition(".")
+    return schema, table
+
+
+def qualified(name: str) -> str:
+    schema, table = split_table_name(name)
+    return "%s.%s" % (quote_ident(schema), quote_ident(table))
+
+
+def pick_time_column(columns: list[dict]) -> str | None:
+    """Pick the column whose max() the manifest records (rule in the module docstring).
+
+    columns: dicts with at least name and type (format_type output)."""
+    stamps = [c["name"] for c in columns if c.get("type") in TIME_TYPES]
+    if not stamps:
+        return None
+    for preferred in PREFERRED_TIME_COLUMNS:
+        if preferred in stamps:
+            return preferred
+    suffixed = sorted(n for n in stamps if re.search(r"(_at|_time|_ts)$", n))
+    if suffixed:
+        return suffixed[0]
+    if len(stamps) == 1:
+        return stamps[0]
+    return None
+
+
+def table_stats_sql(table: str, time_column: str | None, checksums: bool | str) -> str:
+    """One pass over the table: count, order-independent checksum, max(time column).
+
+    checksums: False, True (the default algorithm) or an algorithm name of CHECKSUM_EXPRESSIONS."""
+    parts = ["count(*) AS rows"]
+    if checksums:
+        algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
+        parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
+    if time_column:
+        parts.append("max(agbot__r.%s)::text AS max_time" % quote_ident(time_column))
+    # identifiers are quoted with quote_ident(): no injection through table or column names
+    return "SELECT %s FROM %s AS agbot__r" % (", ".join(parts), qualified(table))  # noqa: S608
+
+
+def canonical_schema(columns: list[dict], constraints: list[dict], indexes: list[dict]) -> dict:
+    """Order-independent structure of tables → columns/constraints/indexes."""
+    out: dict[str, dict] = {}
+
+    def entry(table):
+        return out.setdefault(table, {"columns": [], "constraints": [], "indexes": []})
+
+    for c in columns:
+        entry(c["tbl"])["columns"].append([
+            c["name"], c["type"], bool(c.get("not_null")), c.get("default_expr"),
+            c.get("identity") or "", c.get("generated") or "",
+        ])
+    for k in constraints:
+        entry(k["tbl"])["constraints"].append([k["name"], k["type"], k["definition"]])
+    for i in indexes:
+        entry(i["tbl"])["indexes"].append([i["name"], i["definition"]])
+    for t in out.values():
+        for key in t:
+            t[key].sort(key=json.dumps)
+    return out
+
+
+def schema_hash(canonical: dict) -> str:
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def manifest_to_text(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def stable_part(manifest: dict) -> dict:
+    """The manifest without the keys that differ between two snapshots of identical data."""
+    return {k: v for k, v in manifest.items() if k not in VOLATILE_KEYS}
+
+
+def validate_manifest(manifest, source: str = "manifest") -> dict:
+    """Raise ValueError with a readable message unless this looks like a manifest we understand."""
+    if not isinstance(manifest, dict):
+        raise ValueError("%s is not a JSON object" % source)
+    version = manifest.get("schema_version")
+    if not isinstance(version, int):
+        raise ValueError("%s has no integer schema_version: not an agbotkit.dr manifest" % source)
+    if version > SCHEMA_VERSION:
+        raise ValueError("%s has schema_version %s; this collection reads up to %s: upgrade agbotkit.dr"
+                         % (source, version, SCHEMA_VERSION))
+    tables = manifest.get("tables")
+    if not isinstance(tables, dict):
+        raise ValueError("%s has no 'tables' object" % source)
+    for name, entry in tables.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("rows"), int):
+            raise ValueError("%s: table %s has no integer 'rows'" % (source, name))
+    return manifest
+
+
+def parse_manifest(text: str, source: str = "manifest") -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("%s is not valid JSON: %s" % (source, exc)) from exc
+    return validate_manifest(data, source)
+
+
+def _mismatch(kind: str, message: str, table: str | None = None, expected=None, observed=None) -> dict:
+    return {"kind": kind, "table": table, "expected": expected, "observed": observed, "message": message}
+
+
+def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict]:
+    """Everything in which `observed` differs from the manifest `expected`, as human messages.
+
+    Extensions: only those named in the manifest are compared (an extra one, e.g. amcheck
+    installed for the check, is not a mismatch). Tables: missing, extra, rows, checksum (when
+    both sides have one with the same algorithm and `checksums`), max_time. Then schema_hash
+    and hypertables."""
+    out: list[dict] = []
+    exp_tables = expected.get("tables", {})
+    obs_tables = observed.get("tables", {})
+    for name in sorted(exp_tables):
+        exp = exp_tables[name]
+        obs = obs_tables.get(name)
+        if obs is None:
+            out.append(_mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
+                                 name, exp["rows"], None))
+            continue
+        if obs.get("rows") != exp["rows"]:
+            diff = obs.get("rows", 0) - exp["rows"]
+            out.append(_mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
+                name, obs.get("rows"), exp["rows"], "+" if diff > 0 else "", diff), name, exp["rows"], obs.get("rows")))
+        same_algo = expected.get("checksum_algorithm") == observed.get("checksum_algorithm")
+        if (checksums and same_algo and exp.get("checksum") is not None and obs.get("checksum") is not None
+                and str(exp["checksum"]) != str(obs["checksum"])):
+            out.append(_mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
+                                 name, exp["checksum"], obs["checksum"]))
+        if exp.get("time_column") and exp.get("max_time") != obs.get("max_time"):
+            out.append(_mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
+                name, exp["time_column"], obs.get("max_time"), exp.get("max_time")), name,
+                exp.get("max_time"), obs.get("max_time")))
+    for name in sorted(set(obs_tables) - set(exp_tables)):
+        out.append(_mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
+                             obs_tables[name].get("rows")))
+    if checksums and expected.get("checksum_algorithm") and observed.get("checksum_algorithm") and \
+            expected.get("checksum_algorithm") != observed.get("checksum_algorithm"):
+        out.append(_mismatch("checksum_algorithm", "checksum algorithm %s differs from the manifest's %s" % (
+            observed.get("checksum_algorithm"), expected.get("checksum_algorithm")), None,
+            expected.get("checksum_algorithm"), observed.get("checksum_algorithm")))
+    if expected.get("schema_hash") and expected.get("schema_hash") != observed.get("schema_hash"):
+        out.append(_mismatch("schema_hash", "schema (tables, columns, types, constraints, indexes) differs from the "
+                             "manifest: %s != %s" % (observed.get("schema_hash"), expected.get("schema_hash")),
+                             None, expected.get("schema_hash"), observed.get("schema_hash")))
+    obs_ext = observed.get("extensions", {}) or {}
+    for ext, version in sorted((expected.get("extensions") or {}).items()):
+        if ext not in obs_ext:
+            out.append(_mismatch("extension_missing", "extension %s %s is not installed" % (ext, version),
+                                 None, version, None))
+        elif obs_ext[ext] != version:
+            out.append(_mismatch("extension_version", "extension %s is version %s, manifest says %s" % (
+                ext, obs_ext[ext], version), None, version, obs_ext[ext]))
+    obs_hyper = observed.get("hypertables") or {}
+    for name in sorted(expected.get("hypertables") or {}):
+        if name not in obs_hyper:
+            out.append(_mismatch("hypertable_missing", "%s: not a hypertable any more (manifest lists it)" % name,
+                                 name, True, False))
+    return out
+
+
+# --- collection (duck-typed sessions) ----------------------------------------------------------
+
+class ManifestCollector:
+    """Builds a manifest inside one REPEATABLE READ READ ONLY snapshot.
+
+    With parallel > 1, the leader exports its snapshot (pg_export_snapshot) and up to
+    parallel - 1 more sessions adopt it (SET TRANSACTION SNAPSHOT), so every table is read at
+    the same instant while several tables are scanned at once. Largest tables go first."""
+
+    def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM):
+        if algorithm not in CHECKSUM_EXPRESSIONS:
+            raise ValueError("unknown checksum algorithm %r (known: %s)" % (algorithm, ", ".join(CHECKSUM_EXPRESSIONS)))
+        self.connector = connector
+        self.checksums = algorithm if checksums else False
+        self.algorithm = algorithm
+        self.parallel = max(1, int(parallel))
+
+    # table list / schema -------------------------------------------------------------------
+    @staticmethod
+    def list_tables(session) -> list[dict]:
+        return session.query(LIST_TABLES_SQL)
+
+    @staticmethod
+    def schema_of(session, names: list[str]) -> tuple[dict, dict]:
+        """(canonical schema, columns per table)."""
+        columns = session.query(COLUMNS_SQL, (names,))
+        constraints = session.query(CONSTRAINTS_SQL, (names,))
+        indexes = session.query(INDEXES_SQL, (names,))
+        per_table: dict[str, list] = {}
+        for c in columns:
+            per_table.setdefault(c["tbl"], []).append(c)
+        return canonical_schema(columns, constraints, indexes), per_table
+
+    def collect(self, tables: list[str] | None = None, schema_tables: list[str] | None = None,
+                strict: bool = True, snapshot: str | None = None) -> dict:
+        """tables: names to read (None = all user tables). strict: a named table that does not
+        exist raises ValueError; otherwise it is left out (db_integrity reports it missing).
+        schema_tables: the set the schema hash covers (default: the tables read).
+        snapshot: an id from pg_export_snapshot() held open by the caller (e.g. the one pg_dump
+        uses): every session adopts it, so the manifest describes exactly that snapshot; created_at
+        is then the start of the adopting transaction, moments after the snapshot was taken."""
+        leader = self.connector.session()
+        workers = []
+        try:
+            leader.execute(BEGIN_SQL)
+            if snapshot:
+                leader.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            snap = leader.one(SNAPSHOT_SQL)
+            existing = {t["name"]: t for t in self.list_tables(leader)}
+            if tables is None:
+                names = sorted(existing)
+            else:
+                wanted = [normalize_table_name(t) for t in tables]
+                absent = [t for t in wanted if t not in existing]
+                if absent and strict:
+                    raise ValueError("table(s) not found: %s" % ", ".join(absent))
+                names = sorted(t for t in set(wanted) if t in existing)
+            hash_names = names if schema_tables is None else sorted(
+                normalize_table_name(t) for t in schema_tables if normalize_table_name(t) in existing)
+            canonical, columns = self.schema_of(leader, sorted(set(names) | set(hash_names)))
+            canonical_hashed = {k: v for k, v in canonical.items() if k in hash_names}
+            extensions = {r["name"]: r["version"] for r in leader.query(EXTENSIONS_SQL)}
+            hypertables = None
+            if "timescaledb" in extensions:
+                hypertables = {r["name"]: {"num_chunks": r["num_chunks"]} for r in leader.query(HYPERTABLES_SQL)}
+
+            jobs = []
+            for name in sorted(names, key=lambda n: (-(existing[n].get("bytes") or 0), n)):
+                jobs.append((name, pick_time_column(columns.get(name, []))))
+            n_workers = min(self.parallel, len(jobs)) if jobs else 1
+            sessions = [leader]
+            if n_workers > 1:
+                exported = snapshot or leader.one("SELECT pg_catalog.pg_export_snapshot() AS id")["id"]
+                for _ in range(n_workers - 1):
+                    s = self.connector.session()
+                    workers.append(s)
+                    s.execute(BEGIN_SQL)
+                    s.execute("SET TRANSACTION SNAPSHOT %s", (exported,))
+                    sessions.append(s)
+            results = self._run(sessions, jobs)
+            for s in sessions:
+                s.execute("COMMIT")
+        finally:
+            for s in workers:
+                s.close()
+            leader.close()
+
+        snapshot_time = snap["snapshot_time"]
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": snapshot_time.isoformat() if hasattr(snapshot_time, "isoformat") else str(snapshot_time),
+            "snapshot": snap["snapshot"],
+            "database": snap["database"],
+            "server_version": snap["server_version"],
+            "server_version_num": snap["server_version_num"],
+            "extensions": extensions,
+            "checksum_algorithm": self.algorithm if self.checksums else None,
+            "schema_hash": schema_hash(canonical_hashed),
+            "tables": {name: results[name] for name in sorted(results)},
+        }
+        if hypertables is not None:
+            manifest["hypertables"] = hypertables
+        return manifest
+
+    def _run(self, sessions, jobs) -> dict:
+        work: queue.Queue = queue.Queue()
+        for job in jobs:
+            work.put(job)
+        results: dict = {}
+        errors: list = []
+        lock = threading.Lock()
+
+        def loop(session):
+            while not errors:
+                try:
+                    name, time_column = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    row = session.one(table_stats_sql(name, time_column, self.checksums))
+                except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    with lock:
+                        errors.append(exc)
+                    return
+                with lock:
+                    results[name] = {
+                        "rows": int(row["rows"]),
+                        "checksum": row.get("checksum") if self.checksums else None,
+                        "max_time": row.get("max_time"),
+                        "time_column": time_column,
+                    }
+
+        if len(sessions) == 1:
+            loop(sessions[0])
+        else:
+            threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in sessions]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        return results

@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to agbotkit.dr
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: db_load
+short_description: Restore a backup taken by agbotkit.dr.db_dump into a new database, never the live one
+version_added: 0.1.0
+description:
+  - Checks every artifact of the backup against the sha256 and size in its manifest before anything else, then
+    creates O(target_db), restores the dump into it with parallel C(pg_restore), and runs C(ANALYZE).
+  - Where the manifest lists the C(timescaledb) extension, the server must offer the same extension version
+    (otherwise the module fails before creating anything); the extension is created first and
+    C(timescaledb_pre_restore()) / C(timescaledb_post_restore()) wrap the restore.
+  - The new database carries a marker comment (C(agbotkit.dr restore backup=ID status=loading|complete)). A
+    re-run after success changes nothing; a re-run after a failure (the server going away mid-restore, say)
+    drops the incomplete database it created and starts again. A database of that name without our marker is
+    never touched - the module fails instead.
+  - C(pg_restore) runs through community.general's CmdRunner; the password reaches it through C(PGPASSWORD).
+author:
+  - ag-botkit DevOps Team
+extends_documentation_fragment:
+  - agbotkit.dr.postgres
+options:
+  backup_path:
+    description: Folder of the backup (holds C(manifest.json) and C(dump/)), as written by M(agbotkit.dr.db_dump).
+    type: path
+    required: true
+  target_db:
+    description: Name of the database to create and restore into. Must not be the live database.
+    type: str
+    required: true
+  jobs:
+    description: Parallel C(pg_restore) workers.
+    type: int
+    default: 2
+  pg_bin:
+    description: Folder holding C(pg_restore) of the server's major version; PATH is searched after it.
+    type: path
+  login_db:
+    description: Maintenance database to connect to for C(CREATE DATABASE) (not the target).
+    type: str
+    default: postgres
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the artifacts' sha256 and reports whether the restore would run; creates nothing.
+  diff_mode:
+    support: none
+seealso:
+  - module: agbotkit.dr.db_dump
+  - module: agbotkit.dr.db_integrity
+  - module: agbotkit.dr.db_swap
+"""
+
+EXAMPLES = r"""
+- name: Restore the chosen backup beside the live database
+  agbotkit.dr.db_load:
+    login_host: 127.0.0.1
+    login_user: agbot
+    login_password: "{{ dr_db_password }}"
+    backup_path: /var/backups/ag-botkit/20261125T120000Z
+    target_db: ag_botkit_restore_20261125T130500Z
+    jobs: 4
+"""
+
+RETURN = r"""
+target_db:
+  description: The database restored into.
+  returned: always
+  type: str
+backup_id:
+  description: Identifier of the restored backup.
+  returned: always
+  type: str
+artifact_problems:
+  description: Artifacts whose sha256 or size does not match the manifest (the module fails when any).
+  returned: always
+  type: list
+  elements: dict
+timescaledb:
+  description: Extension version restored with pre/post restore steps, or null.
+  returned: always
+  type: str
+duration:
+  description: Seconds spent restoring (pg_restore and ANALYZE).
+  returned: when restored
+  type: float
+queries:
+  description: SQL the module ran.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, ManifestError
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, postgres_argument_spec, quote_ident
+from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
+    ToolError,
+    conn_args,
+    find_tool,
+    pg_env,
+    pg_restore_runner,
+    verify_artifacts,
+)
+from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_state, marker
+
+
+def load_manifest(path: str) -> dict:
+    mpath = os.path.join(path, "manifest.json")
+    if not os.path.isfile(mpath):
+        raise ManifestError("Failed to read manifest %s: it does not exist. A backup without a manifest cannot be "
+                            "verified; choose another backup (db_restore_backup_id) or take a new one" % mpath)
+    try:
+        with open(mpath) as fh:
+            manifest = json.load(fh)
+    except ValueError as exc:
+        raise ManifestError("Failed to parse manifest %s: %s; the object is damaged, choose another backup"
+                            % (mpath, exc)) from exc
+    if not manifest.get("artifacts") or not manifest.get("backup", {}).get("id"):
+        raise ManifestError("Manifest %s lists no artifacts or backup id: it was not written by "
+                            "agbotkit.dr.db_dump" % mpath)
+    return manifest
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        backup_path=dict(type="path", required=True),
+        target_db=dict(type="str", required=True),
+        jobs=dict(type="int", default=2),
+        pg_bin=dict(type="path"),
+        login_db=dict(type="str", default="postgres"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    out = dict(changed=False, target_db=p["target_db"], backup_id=None, artifact_problems=[], timescaledb=None,
+               queries=[])
+    connector = None
+    try:
+        manifest = load_manifest(p["backup_path"])
+        backup_id = manifest["backup"]["id"]
+        out["backup_id"] = backup_id
+        problems = verify_artifacts(p["backup_path"], manifest["artifacts"])
+        out["artifact_problems"] = problems
+        if problems:
+            raise AgbotDrError(
+                "Backup %s failed its sha256 check, nothing was restored: %s. Fetch it again or choose another "
+                "backup (db_restore_backup_id)" % (backup_id, "; ".join(x["message"] for x in problems)))
+        if p["target_db"] == manifest.get("database"):
+            raise AgbotDrError("target_db %s is the database the backup was taken from; restore into a new "
+                               "database and swap it in with agbotkit.dr.db_swap" % p["target_db"])
+        connector = PgConnector(p, application_name="agbotkit.dr.db_load")
+        admin = connector.session()
+        try:
+            state = db_state(admin, p["target_db"])
+            mark = state and state["marker"]
+            if state and not mark:
+                raise AgbotDrError("Database %s exists and was not created by agbotkit.dr; it is left untouched. "
+                                   "Choose another target_db" % p["target_db"])
+            if mark and mark["backup"] == backup_id and mark["status"] == "complete":
+                module.exit_json(**dict(out, queries=connector.recorder.queries))
+            ts_version = manifest.get("extensions", {}).get("timescaledb")
+            out["timescaledb"] = ts_version
+            if ts_version:
+                avail = admin.query("SELECT version FROM pg_catalog.pg_available_extension_versions "
+                                    "WHERE name = 'timescaledb'")
+                versions = sorted(r["version"] for r in avail)
+                if ts_version not in versions:
+                    raise AgbotDrError(
+                        "The backup needs timescaledb %s but this server offers %s; install the same extension "
+                        "version before restoring" % (ts_version, ", ".join(versions) or "none"))
+            if module.check_mode:
+                out["changed"] = True
+                module.exit_json(**dict(out, queries=connector.recorder.queries))
+            started = time.monotonic()
+            target = quote_ident(p["target_db"])
+            if state:  # our own incomplete attempt
+                admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                              "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()", (p["target_db"],))
+                admin.execute("DROP DATABASE %s" % target)
+            admin.execute("CREATE DATABASE %s" % target)
+            admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "loading"),))
+        finally:
+            admin.close()
+        out["changed"] = True
+        tparams = dict(p, login_db=p["target_db"])
+        tconn = PgConnector(tparams, recorder=connector.recorder, application_name="agbotkit.dr.db_load")
+        if ts_version:
+            s = tconn.session()
+            try:
+                s.execute("CREATE EXTENSION IF NOT EXISTS timescaledb VERSION %s" % quote_ident(ts_version))
+                s.execute("SELECT timescaledb_pre_restore()")
+            finally:
+                s.close()
+        runner = pg_restore_runner(module, find_tool(module, "pg_restore", p["pg_bin"]))
+        with runner("host port user no_password dbname jobs no_owner exit_on_error source") as ctx:
+            rc, _out, err = ctx.run(dbname=p["target_db"], jobs=p["jobs"], no_password=True,
+                                    source=[os.path.join(p["backup_path"], "dump")], environ_update=pg_env(p),
+                                    **conn_args(p))
+        if rc != 0:
+            raise ToolError("Failed to restore backup %s into %s: pg_restore exited %s: %s. The live database is "
+                            "untouched; re-run to start the restore again" % (backup_id, p["target_db"], rc,
+                                                                              err.strip()[-2000:]))
+        s = tconn.session()
+        try:
+            if ts_version:
+                s.execute("SELECT timescaledb_post_restore()")
+            s.execute("ANALYZE")
+        finally:
+            s.close()
+        admin = connector.session()
+        try:
+            admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "complete"),))
+        finally:
+            admin.close()
+        out["duration"] = round(time.monotonic() - started, 3)
+    except AgbotDrError as err:
+        if connector is not None:
+            out["queries"] = connector.recorder.queries
+        module.fail_json(msg=str(err), **dict(out, **err.details))
+    out["queries"] = connector.recorder.queries
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
