@@ -465,12 +465,19 @@ class Cluster:
             return None
         return opts
 
-    def _stuck(self, name: str) -> bool:
+    def _stuck(self, obj: dict) -> bool:
+        """Fault k8s.rollout_stuck: a rollout of a named workload that is pending (a generation
+        not yet observed) or already stuck stays unavailable; workloads that are rolled out keep serving."""
         opts = self._fault("k8s.rollout_stuck")
         if opts is None:
             return False
         names = opts.get("deployments") or opts.get("names")
-        return not names or name in names
+        if names and obj["metadata"]["name"] not in names:
+            return False
+        status = obj.get("status") or {}
+        pending = status.get("observedGeneration") != obj["metadata"].get("generation")
+        unavailable = (status.get("readyReplicas") or 0) < ((obj.get("spec") or {}).get("replicas", 1) or 0)
+        return pending or unavailable
 
     def reconcile(self, force: bool = False) -> None:
         """One pass of every controller (called every few hundred ms and before serving)."""
@@ -657,7 +664,7 @@ class Cluster:
         ns, name = key[1], key[2]
         spec = dep.get("spec") or {}
         want = int(spec.get("replicas", 1) or 0)
-        stuck = self._stuck(name)
+        stuck = self._stuck(dep)
         template = copy.deepcopy(spec.get("template") or {})
         phash = _hash(template)
         rs_name = f"{name}-{phash}"
@@ -721,7 +728,7 @@ class Cluster:
         ns, name = key[1], key[2]
         spec = sts.get("spec") or {}
         want = int(spec.get("replicas", 1) or 0)
-        stuck = self._stuck(name)
+        stuck = self._stuck(sts)
         template = spec.get("template") or {}
         revision = f"{name}-{_hash(template)}"
         uid = sts["metadata"]["uid"]

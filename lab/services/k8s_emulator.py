@@ -325,11 +325,20 @@ class Emulator:
             if required:
                 raise ApiError(400, "BadRequest", "the request body is empty")
             return None
+        if "protobuf" in request.content_type or raw[:4] == b"k8s\x00":
+            if not required:
+                return None  # e.g. DeleteOptions of kubectl delete: the defaults are fine
+            raise ApiError(415, "UnsupportedMediaType",
+                           "the lab emulator speaks JSON and YAML only, not protobuf: instead of `kubectl create "
+                           "<kind>` use `kubectl create <kind> ... --dry-run=client -o yaml | kubectl apply "
+                           "--validate=false -f -`")
         try:
             if "yaml" in request.content_type:
                 return yaml.safe_load(raw)
             return json.loads(raw)
         except (ValueError, yaml.YAMLError) as e:
+            if not required:
+                return None
             raise ApiError(400, "BadRequest", f"cannot decode the request body: {e}") from e
 
     # ------------------------------------------------------------------ list / watch

@@ -92,7 +92,7 @@ def backup_retention(keys, prefix, keep=7, days=30, now=None):
             doomed += [k for k, _p in groups[bid]]
         else:
             kept.append(bid)
-    return {"keys": sorted(doomed), "kept": kept, "deleted": deleted}
+    return {"objects": sorted(doomed), "kept": kept, "deleted": deleted}
 
 
 def checksum_mismatches(stat_results, artifacts, item_key="__db_restore_item"):

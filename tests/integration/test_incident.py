@@ -363,3 +363,23 @@ def test_a_channel_down_warns_and_the_run_goes_on(drill):
     assert any(e["type"] == "warning" and "'slack'" in e["summary"] for e in tl["events"])
     assert "channel slack failed" in (run["folder"] / "postmortem.md").read_text()
 
+
+
+def test_under_ansible_runner(tmp_path):
+    """AWX runs playbooks through ansible-runner (stdout callback awx_display): the report is still written."""
+    runner = pytest.importorskip("ansible_runner")
+    reports = tmp_path / "reports"
+    (tmp_path / "pdd").mkdir()
+    result = runner.run(private_data_dir=str(tmp_path / "pdd"), project_dir=str(ROOT),
+                        playbook=str(ROOT / "playbooks/incident_drill.yml"),
+                        inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}",
+                        extravars={"incident_drill_phase_seconds": 0, "incident_severity": "P2"},
+                        envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                                 "ANSIBLE_CALLBACKS_ENABLED": "agbotkit.dr.incident_timeline",
+                                 "INCIDENT_TIMELINE_REPORTS_DIR": str(reports),
+                                 "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"},
+                        quiet=True)
+    assert result.status == "successful"
+    (folder,) = reports.iterdir()
+    for name in ("timeline.json", "report.md", "report.html", "postmortem.md"):
+        assert (folder / name).exists()

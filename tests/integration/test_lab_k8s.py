@@ -100,7 +100,7 @@ def k8s_fault(k8s):
 
 
 def kubectl(k8s, *args: str, stdin: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["kubectl", *args], env=k8s["env"], input=stdin, capture_output=True, text=True,
+    return subprocess.run(["kubectl", *args], env=k8s["env"], input=stdin, capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
@@ -208,7 +208,7 @@ def test_exec_reaches_lab_postgres(k8s):
 def test_smoke_playbook(k8s):
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-e",
            f"ansible_python_interpreter={sys.executable}", str(PLAYBOOK)]
-    out = subprocess.run(cmd, cwd=ROOT, env=k8s["env"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, cwd=ROOT, env=k8s["env"], capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     assert "failed=0" in out.stdout
 

@@ -36,8 +36,8 @@ def test_retention(keep, days, deleted):
     res = backups.backup_retention(keys, "database", keep=keep, days=days, now=NOW)
     assert res["deleted"] == deleted
     assert set(res["kept"]) == set(ids) - set(deleted)
-    assert all(k.split("/")[1] in deleted for k in res["keys"])
-    assert len(res["keys"]) == 3 * len(deleted)
+    assert all(k.split("/")[1] in deleted for k in res["objects"])
+    assert len(res["objects"]) == 3 * len(deleted)
 
 
 def test_incomplete_old_upload_is_deleted_even_within_keep():

@@ -106,7 +106,7 @@ def bot():
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    b.url = "http://127.0.0.1:%d" % server.server_address[1]
+    b.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield b
     server.shutdown()
     server.server_close()
@@ -196,7 +196,7 @@ def test_timeout(bot, capsys):
 
 
 def test_connection_refused():
-    client = KillSwitchClient("http://127.0.0.1:%d" % free_port(), TOKEN, retries=1, backoff=0.01)
+    client = KillSwitchClient(f"http://127.0.0.1:{free_port()}", TOKEN, retries=1, backoff=0.01)
     with pytest.raises(errors.KillSwitchUnreachableError, match="cannot connect to .* after 2 attempt"):
         client.status()
 

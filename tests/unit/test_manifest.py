@@ -262,7 +262,7 @@ class FakeConnector:
 
     def session(self):
         self.n += 1
-        return FakeSession(self.log, "s%d" % self.n)
+        return FakeSession(self.log, f"s{self.n}")
 
 
 def test_collector_parallel_shares_one_snapshot():
