@@ -224,7 +224,7 @@ def pg_start(sec: dict) -> None:
             if not mode & 0o001:
                 parent.chmod(mode | 0o001)
     if not (data / "PG_VERSION").exists():
-        say("initialising PostgreSQL 15 cluster in .lab/pg/data")
+        say(f"initialising PostgreSQL 15 cluster in {data}")
         (LAB_DIR / "pg").mkdir(parents=True, exist_ok=True)
         pwfile = LAB_DIR / "pg" / ".pw"
         pwfile.write_text(sec["db_password"] + "\n")
@@ -254,8 +254,8 @@ def pg_start(sec: dict) -> None:
     env = dict(os.environ, PGPASSWORD=sec["db_password"])
     conn = ["-h", "127.0.0.1", "-p", str(port("pg")), "-U", DB_USER]
     exists = subprocess.run([str(PG_BIN / "psql"), *conn, "-d", "template1", "-tAc",
-                             f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-                            capture_output=True, text=True, env=env)
+                             "SELECT 1 FROM pg_database WHERE datname = 'ag_botkit'"],
+                            check=False, capture_output=True, text=True, env=env)
     if exists.returncode != 0:
         raise LabError(f"cannot connect to the lab's PostgreSQL: {exists.stderr.strip()}")
     if exists.stdout.strip() != "1":
@@ -321,7 +321,7 @@ def wait_ready(svc: Service, timeout: float = 30.0) -> float:
 
 def run_step(name: str, argv: list[str], env: dict) -> None:
     t0 = time.monotonic()
-    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    res = subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise LabError(f"{name} failed (exit {res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-2500:]}")
     say(f"{name} done in {time.monotonic() - t0:.1f}s")
@@ -348,7 +348,7 @@ def cmd_up(_args) -> int:
             seed += ["--scale", os.environ["LAB_DB_SCALE"]]
         run_step("database seed", seed, env)
         with ThreadPoolExecutor(max_workers=len(services())) as pool:
-            waits = dict(zip([s.name for s in services()], pool.map(wait_ready, services())))
+            waits = dict(zip([s.name for s in services()], pool.map(wait_ready, services()), strict=True))
         say("services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in waits.items()))
         run_step("aws seed", [str(VENV_PY), str(ROOT / "lab" / "seed_aws.py"), "--endpoint",
                               env_vars["AWS_URL"], "--lab-dir", str(LAB_DIR)], env)
@@ -403,7 +403,8 @@ def cmd_status(_args) -> int:
     bad = 0
     pid = pg_pid()
     pg_ok = bool(pid) and subprocess.run(
-        [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port("pg"))], capture_output=True).returncode == 0
+        [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port("pg"))], check=False,
+        capture_output=True).returncode == 0
     print(f"{'postgresql':10} {'up' if pg_ok else 'DOWN':5} port {port('pg'):<6} pid {pid or '-'}")
     bad += not pg_ok
     for svc in services():

@@ -16,6 +16,11 @@ if [[ -z "$PGBIN" || ! -x "$PGBIN/postgres" || ! -x "$PGBIN/pg_amcheck" ]]; then
   need_apt+=(postgresql-15 postgresql-contrib)
 fi
 command -v psql >/dev/null || need_apt+=(postgresql-client-15)
+command -v unzip >/dev/null || need_apt+=(unzip)
+# the incident report test renders report.html in headless Chromium (skipped outside CI when absent)
+if [[ "${CI:-}" == "true" || "${AGBOTKIT_INSTALL_CHROMIUM:-}" == "1" ]]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     say "missing system packages: ${need_apt[*]}; install them with: sudo apt-get install -y ${need_apt[*]}" >&2
@@ -55,6 +60,13 @@ if [[ ! -f $cstamp ]]; then
   rm -rf "$tmp"
   touch $cstamp
 fi
+# --- TimescaleDB stand-in (SQL-only extension; the real one cannot be installed here) ---
+if [[ $(id -u) -eq 0 ]]; then
+  bash lab/timescaledb_standin/install.sh >/dev/null || say "TimescaleDB stand-in not installed (see above); its tests will fail"
+elif [[ ! -f /usr/share/postgresql/15/extension/timescaledb.control ]]; then
+  say "note: run 'sudo bash lab/timescaledb_standin/install.sh' for the TimescaleDB stand-in tests"
+fi
+
 # this checkout is agbotkit.dr
 mkdir -p $cdir/agbotkit
 ln -sfn ../../.. $cdir/agbotkit/dr

@@ -124,5 +124,6 @@ def verify_artifacts(root: str, expected: dict) -> list[dict]:
         got = sha256_file(path)
         if got != want["sha256"]:
             problems.append({"artifact": rel, "problem": "sha256", "expected": want["sha256"], "observed": got,
-                             "message": "%s has sha256 %s, the manifest says %s (altered)" % (rel, got, want["sha256"])})
+                             "message": "%s has sha256 %s, the manifest says %s (altered)"
+                             % (rel, got, want["sha256"])})
     return problems

@@ -65,6 +65,6 @@ def run_playbook(lab_env):
         e = dict(lab_env)
         if env:
             e.update(env)
-        return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, check=False, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
 
     return _run

@@ -11,7 +11,7 @@ spec = importlib.util.spec_from_file_location("backups", ROOT / "plugins/filter/
 backups = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(backups)
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 
 
 def keys_for(bid, complete=True):

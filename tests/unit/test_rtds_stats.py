@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from ansible_collections.agbotkit.dr.plugins.module_utils import _rtds
 
 
