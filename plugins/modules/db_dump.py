@@ -163,10 +163,11 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
 
         def dump():
             runner = pg_dump_runner(module, pg_dump)
-            with runner("host port user no_password format jobs compress snapshot file dbname") as ctx:
+            # environ_update belongs to the context: CmdRunner's run() only takes argument values
+            with runner("host port user no_password format jobs compress snapshot file dbname",
+                        environ_update=pg_env(p)) as ctx:
                 rc, out, err = ctx.run(format="directory", jobs=p["jobs"], compress=p["compress"], snapshot=snapshot,
-                                       file=dump_dir, dbname=p["login_db"], environ_update=pg_env(p),
-                                       no_password=True, **conn_args(p))
+                                       file=dump_dir, dbname=p["login_db"], no_password=True, **conn_args(p))
             result.update(rc=rc, out=out, err=err)
 
         thread = threading.Thread(target=dump)

@@ -163,11 +163,14 @@ def main():
         connector = PgConnector(p, application_name="agbotkit.dr.db_load")
         admin = connector.session()
         try:
+            # markers must survive a crash whatever the server's synchronous_commit says
+            admin.execute("SET synchronous_commit TO on")
             state = db_state(admin, p["target_db"])
             mark = state and state["marker"]
             if state and not mark:
-                raise AgbotDrError("Database %s exists and was not created by agbotkit.dr; it is left untouched. "
-                                   "Choose another target_db" % p["target_db"])
+                raise AgbotDrError("Database %s exists and carries no agbotkit.dr restore marker, so it is left untouched. "
+                                   "If it is an empty leftover of an interrupted restore, drop it and re-run; "
+                                   "otherwise choose another target_db" % p["target_db"])
             if mark and mark["backup"] == backup_id and mark["status"] == "complete":
                 module.exit_json(**dict(out, queries=connector.recorder.queries))
             ts_version = manifest.get("extensions", {}).get("timescaledb")
@@ -204,10 +207,11 @@ def main():
             finally:
                 s.close()
         runner = pg_restore_runner(module, find_tool(module, "pg_restore", p["pg_bin"]))
-        with runner("host port user no_password dbname jobs no_owner exit_on_error source") as ctx:
+        # environ_update belongs to the context: CmdRunner's run() only takes argument values
+        with runner("host port user no_password dbname jobs no_owner exit_on_error source",
+                    environ_update=pg_env(p)) as ctx:
             rc, _out, err = ctx.run(dbname=p["target_db"], jobs=p["jobs"], no_password=True,
-                                    source=[os.path.join(p["backup_path"], "dump")], environ_update=pg_env(p),
-                                    **conn_args(p))
+                                    source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
         if rc != 0:
             raise ToolError("Failed to restore backup %s into %s: pg_restore exited %s: %s. The live database is "
                             "untouched; re-run to start the restore again" % (backup_id, p["target_db"], rc,
@@ -221,6 +225,7 @@ def main():
             s.close()
         admin = connector.session()
         try:
+            admin.execute("SET synchronous_commit TO on")
             admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "complete"),))
         finally:
             admin.close()

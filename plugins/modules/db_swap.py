@@ -143,6 +143,7 @@ def main():
             out["changed"] = True
             if module.check_mode:
                 module.exit_json(**dict(out, queries=connector.recorder.queries))
+            s.execute("SET synchronous_commit TO on")  # the renames and markers must survive a crash
             ql, qr, qq = quote_ident(live), quote_ident(restored), quote_ident(quarantine)
             s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ql)
             s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % qr)

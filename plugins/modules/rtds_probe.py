@@ -11,8 +11,9 @@ module: rtds_probe
 short_description: Prove the RTDS market-data websocket delivers ticks, and measure it
 version_added: 0.1.0
 description:
-  - Connects to the RTDS websocket, sends C({"type": "subscribe", "markets": [...]}), and reads
-    O(ticks) tick messages (C({"type": "tick", "seq": n, "ts": iso, "market": m, "price": p})) within O(timeout) seconds.
+  - 'Connects to the RTDS websocket, sends C({"type": "subscribe", "markets": [...]}), and reads
+    O(ticks) tick messages (C({"type": "tick", "seq": n, "ts": iso, "market": m, "price": p})) within
+    O(timeout) seconds.'
   - Reports the latency from each tick's C(ts) to its receipt (min, avg, max, p95 in milliseconds), the sequence
     numbers that never arrived (gaps), duplicates, out-of-order ticks and the count per market.
   - Fails with a message naming the cause when the connection is refused or the handshake rejected, when the feed
