@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""Benchmark: DR plan §2's manual restore (A) against agbotkit.dr's (B), on the same data, in one run.
+
+    LAB_DIR=... .venv/bin/python bench/bench_restore.py [--rounds N] [--keep-work]
+    make bench                      # the same, after make lab-up (BENCH_ROUNDS=N to change the rounds)
+
+A, the plan's path, exactly as DR_PLAN.md §2 / "Manual Backup Creation" run it, against the lab:
+    pg_dump -U agbot ag_botkit | gzip > backup-*.sql.gz ; gunzip backup-*.sql.gz ;
+    psql -c "DROP DATABASE ...;" ; psql -c "CREATE DATABASE ...;" ; psql -d ... < backup-*.sql ;
+    psql -c "SELECT count(*) FROM metrics;"
+  run on ag_botkit_plan, a copy of ag_botkit made (untimed) with CREATE DATABASE ... TEMPLATE ag_botkit, so the
+  lab database itself is never dropped by A. kubectl exec is left out (the lab's PostgreSQL is local).
+B, ours, as Ansible runs it:
+    dump    ansible-playbook playbooks/backup.yml (db_dump: -Fd, jobs, compress, manifest with checksums read in
+            the dump's snapshot, sha256 of every artifact) with S3 upload, Kubernetes and Terraform switched off by
+            the role's own variables;
+    restore/verify/swap  ansible-playbook bench/b_restore.yml: db_restore.yml's task files load.yml (db_load:
+            sha256 check, parallel pg_restore into a new database, ANALYZE), verify.yml (db_integrity: every table,
+            counts, max(time), schema hash, amcheck heap + B-tree; checksums off) and swap.yml (db_swap), with the
+            role's defaults and -e db_restore_confirm=ag_botkit. S3 download is excluded, as on A's side.
+    then, separately, verify.yml again WITH checksums (on the swapped-in database, the same data).
+The bot is halted first (agbotkit.dr.kill_switch, halt confirmed in the database) and its state is restored at
+the end. Rounds alternate the order (A first, then B first). Results: a table on stdout and artifacts/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+LIVE_DB = "ag_botkit"
+PLAN_DB = "ag_botkit_plan"          # A's copy of the live database
+BENCH_SCALE = {"metrics": 5_000_000, "orders": 1_000_000, "fills": 1_000_000}
+TABLES = ("markets", "orders", "fills", "positions", "metrics")
+PHASES = ("dump", "gunzip", "drop_create", "restore", "verify", "swap", "ansible")
+PHASE_LABEL = {
+    "dump": "backup (dump)",
+    "gunzip": "decompress",
+    "drop_create": "DROP + CREATE DATABASE",
+    "restore": "restore",
+    "verify": "verify",
+    "swap": "swap in",
+    "ansible": "Ansible start-up/teardown",
+}
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------- lab
+
+
+class Lab:
+    def __init__(self, lab_dir: Path):
+        self.lab_dir = lab_dir
+        try:
+            self.doc = json.loads((lab_dir / "lab.json").read_text())
+        except OSError as exc:
+            raise BenchError(f"no lab at {lab_dir} ({exc}): run `make lab-up` (with the same LAB_DIR)") from exc
+        self.env = self.doc["env"]
+        self.secrets = json.loads(Path(self.doc["secrets_file"]).read_text())
+        self.pg_bin = Path(self.env.get("LAB_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+    def pg_env(self) -> dict:
+        """Environment for A's client tools: PG* of the lab (the plan's psql -U agbot inside the pod)."""
+        env = dict(os.environ)
+        for k in ("PGHOST", "PGPORT", "PGUSER"):
+            env[k] = self.env[k]
+        env["PGPASSWORD"] = self.secrets["db_password"]
+        env.pop("PGDATABASE", None)
+        env["PATH"] = f"{self.pg_bin}:{env.get('PATH', '')}"
+        return env
+
+    def ansible_env(self, work: Path) -> dict:
+        """Environment for B: no PG* at all, so the modules connect with what the inventory gives them."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(LAB_DIR=str(self.lab_dir), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+                   ANSIBLE_NOCOLOR="1", INCIDENT_TIMELINE_REPORTS_DIR=str(work / "reports"),
+                   PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+        return env
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(host=self.env["PGHOST"], port=int(self.env["PGPORT"]), user=self.env["PGUSER"],
+                               password=self.secrets["db_password"], dbname=dbname, autocommit=True,
+                               connect_timeout=10, application_name="agbotkit.dr bench")
+
+    def bot_status(self) -> dict:
+        req = urllib.request.Request(self.env["LAB_MINIBOT_URL"] + "/api/kill-switch",
+                                     headers={"Authorization": "Bearer " + self.secrets["kill_switch_token"]})
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - the lab's loopback URL
+            return json.loads(resp.read())
+
+
+def run(argv, env, log: Path | None = None, stdin=None, shell: bool = False) -> float:
+    """Run to completion; seconds of wall time. Output to `log`; failure raises with its tail."""
+    t0 = time.monotonic()
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        res = subprocess.run(argv, env=env, cwd=ROOT, stdin=stdin, stdout=out, stderr=subprocess.STDOUT if log
+                             else subprocess.PIPE, shell=shell, executable="/bin/bash" if shell else None)
+    finally:
+        if log:
+            out.close()
+    seconds = time.monotonic() - t0
+    if res.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:] if log else (res.stderr or b"").decode()[-3000:]
+        raise BenchError(f"{argv if not shell else argv!r} exited {res.returncode}:\n{tail}")
+    return seconds
+
+
+def ansible(args: list[str], env: dict, log: Path) -> float:
+    with open(log, "a") as fh:
+        fh.write(f"\n$ ansible {' '.join(args)}\n")
+    return run([str(VENV_BIN / "ansible"), "localhost", *args], env, log)
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+# ------------------------------------------------------------------------------------------- database
+
+
+def db_exists(conn, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def drop_db(conn, name: str) -> None:
+    if name == LIVE_DB:
+        raise BenchError("refusing to drop the live database")
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def counts_and_size(lab: Lab) -> dict:
+    with lab.connect(LIVE_DB) as conn:
+        present = {r[0] for r in conn.execute("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                              "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")}
+        counts = {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+                  for t in TABLES if t in present}
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    return {"counts": counts, "size_bytes": size, "size_mb": round(size / 2**20, 1)}
+
+
+def at_bench_scale(lab: Lab) -> dict | None:
+    with lab.connect() as conn:
+        if not db_exists(conn, LIVE_DB):
+            return None
+    info = counts_and_size(lab)
+    if all(info["counts"].get(t, 0) >= n for t, n in BENCH_SCALE.items()):
+        return info
+    return None
+
+
+def checkpoint(lab: Lab) -> None:
+    with lab.connect() as conn:
+        conn.execute("CHECKPOINT")
+
+
+# ------------------------------------------------------------------------------------------ the paths
+
+
+def path_a(lab: Lab, work: Path, log: Path) -> dict:
+    """The plan's manual path on a copy of the live database."""
+    env = lab.pg_env()
+    adir = work / "plan"
+    shutil.rmtree(adir, ignore_errors=True)
+    adir.mkdir(parents=True)
+    gz = adir / f"backup-{datetime.now(UTC):%Y%m%d-%H%M%S}.sql.gz"
+    plain = gz.with_suffix("")
+    with lab.connect() as conn:
+        drop_db(conn, PLAN_DB)
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(PLAN_DB), sql.Identifier(LIVE_DB)))
+    checkpoint(lab)
+    q = PLAN_DB
+    steps = [
+        ("dump", f"set -o pipefail; pg_dump -U agbot {q} | gzip > {gz}"),
+        ("gunzip", f"gunzip {gz}"),
+        ("drop_create", f'psql -U agbot -d postgres -c "DROP DATABASE {q};"'),
+        ("drop_create", f'psql -U agbot -d postgres -c "CREATE DATABASE {q};"'),
+    ]
+    t: dict = {p: 0.0 for p in PHASES}
+    la = [loadavg()]
+    commands = []
+    for phase, cmd in steps:
+        commands.append(cmd)
+        with open(log, "a") as fh:
+            fh.write(f"\n$ {cmd}\n")
+        t[phase] += run(cmd, env, log, shell=True)
+    cmd = f"psql -U agbot -d {q} < {plain}"
+    commands.append(cmd)
+    err_log = adir / "restore.stderr"
+    t0 = time.monotonic()
+    with open(plain, "rb") as fin, open(err_log, "wb") as ferr:
+        res = subprocess.run([str(lab.pg_bin / "psql"), "-U", "agbot", "-d", q], stdin=fin,
+                             stdout=subprocess.DEVNULL, stderr=ferr, env=env)
+    t["restore"] = time.monotonic() - t0
+    restore_errors = [ln for ln in err_log.read_text(errors="replace").splitlines() if "ERROR" in ln]
+    if res.returncode != 0:
+        raise BenchError(f"A: psql < {plain} exited {res.returncode}: {err_log.read_text()[-2000:]}")
+    cmd = f'psql -U agbot -d {q} -c "SELECT count(*) FROM metrics;"'
+    commands.append(cmd)
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, shell=True, executable="/bin/bash", env=env, capture_output=True, text=True)
+    t["verify"] = time.monotonic() - t0
+    if out.returncode != 0:
+        raise BenchError(f"A: {cmd} failed: {out.stderr}")
+    m = re.search(r"^\s*(\d+)\s*$", out.stdout, re.M)
+    la.append(loadavg())
+    dump_bytes = plain.stat().st_size
+    with lab.connect() as conn:
+        drop_db(conn, PLAN_DB)
+    shutil.rmtree(adir, ignore_errors=True)
+    t["total"] = sum(t[p] for p in PHASES)
+    return {"seconds": {k: round(v, 3) for k, v in t.items()}, "metrics_count": int(m.group(1)) if m else None,
+            "restore_errors": restore_errors[:5], "restore_error_count": len(restore_errors),
+            "plain_sql_bytes": dump_bytes, "commands": commands, "loadavg": la}
+
+
+def path_b(lab: Lab, work: Path, log: Path, round_no: int) -> dict:
+    """backup.yml's dump, then db_restore.yml's load/verify/swap task files; then verify with checksums."""
+    env = lab.ansible_env(work)
+    backups = work / "backups"
+    backups.mkdir(parents=True, exist_ok=True)
+    backup_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    checkpoint(lab)
+    t: dict = {p: 0.0 for p in PHASES}
+    la = [loadavg()]
+    # dump: the real playbook; S3, Kubernetes and Terraform off through the role's own variables
+    dump_cmd = ["ansible-playbook", "playbooks/backup.yml", "-e", "db_backup_upload=false",
+                "-e", "db_backup_k8s_resources=false", "-e", "db_backup_terraform_state=false",
+                "-e", f"db_backup_id={backup_id}", "-e", f"db_backup_dir={backups}"]
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(dump_cmd)}\n")
+    t["dump"] = run([str(VENV_BIN / dump_cmd[0]), *dump_cmd[1:]], env, log)
+    manifest = json.loads((backups / backup_id / "manifest.json").read_text())
+    result_file = work / f"b_restore-{round_no}.json"
+    restore_cmd = ["ansible-playbook", "bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+                   "-e", f"bench_work_dir={backups}", "-e", f"bench_result={result_file}",
+                   "-e", "db_restore_checksums=false", "-e", f"db_restore_confirm={LIVE_DB}"]
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(restore_cmd)}\n")
+    try:
+        wall = run([str(VENV_BIN / restore_cmd[0]), *restore_cmd[1:]], env, log)
+    finally:
+        res = json.loads(result_file.read_text()) if result_file.exists() else None
+    stamps = res["t"]
+    t["restore"] = stamps["verify"] - stamps["restore"]
+    t["verify"] = stamps["swap"] - stamps["verify"]
+    t["swap"] = res["end"] - stamps["swap"]
+    t["ansible"] = wall - (res["end"] - stamps["restore"])
+    la.append(loadavg())
+    if not res["verify"]["ok"] or not res["swap"]["swapped"]:
+        raise BenchError(f"B: restore not verified or not swapped: {json.dumps(res)[:2000]}")
+    # verify WITH checksums: the same task file, on the swapped-in database (the same restored data)
+    cs_file = work / f"b_verify_checksums-{round_no}.json"
+    cs_cmd = ["ansible-playbook", "bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+              "-e", f"bench_work_dir={backups}", "-e", f"bench_result={cs_file}",
+              "-e", '{"bench_phases": ["verify"]}', "-e", f"bench_target={LIVE_DB}",
+              "-e", "db_restore_checksums=true"]
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(cs_cmd)}\n")
+    cs_wall = run([str(VENV_BIN / cs_cmd[0]), *cs_cmd[1:]], env, log)
+    cs = json.loads(cs_file.read_text())
+    if not cs["verify"]["ok"]:
+        raise BenchError(f"B: verify with checksums failed: {json.dumps(cs['verify'])[:2000]}")
+    verify_cs = cs["end"] - cs["t"]["verify"]
+    # the quarantined database holds exactly what was just verified into ag_botkit: drop it
+    quarantine = res["swap"]["quarantine_db"]
+    with lab.connect() as conn:
+        drop_db(conn, quarantine)
+    shutil.rmtree(backups / backup_id, ignore_errors=True)
+    t["total"] = sum(t[p] for p in PHASES)
+    t_cs = dict(t, verify=verify_cs)
+    t_cs["total"] = sum(t_cs[p] for p in PHASES)
+    return {"seconds": {k: round(v, 3) for k, v in t.items()},
+            "seconds_with_checksums": {k: round(v, 3) for k, v in t_cs.items()},
+            "backup_id": backup_id, "restore_playbook_wall": round(wall, 3), "checksum_verify_wall": round(cs_wall, 3),
+            "module_seconds": {"db_dump": manifest.get("duration"), "db_load": res["load"]["duration"],
+                               "db_integrity": res["verify"]["elapsed_seconds"],
+                               "db_integrity_checksums": cs["verify"]["elapsed_seconds"]},
+            "dump": {"bytes": sum(a["bytes"] for a in manifest["artifacts"].values()),
+                     "artifacts": len(manifest["artifacts"]), "compress": manifest["backup"]["compress"],
+                     "tables": len(manifest["tables"]), "checksum_algorithm": manifest.get("checksum_algorithm")},
+            "verify": res["verify"], "verify_checksums": cs["verify"], "quarantine_dropped": quarantine,
+            "loadavg": la}
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def fmt(v) -> str:
+    return "-" if v is None or v == 0 else f"{v:.1f} s"
+
+
+def report(rounds: list[dict], data: dict) -> dict:
+    a_runs = [r["A"]["seconds"] for r in rounds]
+    b_runs = [r["B"]["seconds"] for r in rounds]
+    bc_runs = [r["B"]["seconds_with_checksums"] for r in rounds]
+    a = {p: med([x[p] for x in a_runs]) for p in (*PHASES, "total")}
+    b = {p: med([x[p] for x in b_runs]) for p in (*PHASES, "total")}
+    bc = {p: med([x[p] for x in bc_runs]) for p in (*PHASES, "total")}
+    last = rounds[-1]
+    vb, vcs = last["B"]["verify"], last["B"]["verify_checksums"]
+    a_what = {
+        "dump": "pg_dump | gzip (plain SQL, gzip -6)",
+        "gunzip": "gunzip",
+        "drop_create": "DROP DATABASE; CREATE DATABASE",
+        "restore": "psql < file (1 session)",
+        "verify": "SELECT count(*) FROM metrics",
+    }
+    dump = last["B"]["dump"]
+    b_what = {
+        "dump": f"backup.yml: db_dump -Fd, Z{dump['compress']}, manifest+checksums, sha256",
+        "restore": "db_load: sha256, new db, pg_restore -j, ANALYZE",
+        "verify": f"db_integrity: {vb['tables']} tables counts, amcheck {vb['amcheck_relations']} rel.",
+        "swap": "db_swap: rename live -> quarantine, new -> live",
+        "ansible": "restore playbook start-up/teardown",
+    }
+    ratio = round(a["total"] / b["total"], 2) if b["total"] else None
+    ratio_cs = round(a["total"] / bc["total"], 2) if bc["total"] else None
+    w = 30
+    lines = [
+        "",
+        f"Restore benchmark on {data['size_mb']:.0f} MB ({', '.join(f'{k} {v:,}' for k, v in data['counts'].items())})"
+        f"; {len(rounds)} round(s), median seconds; {os.cpu_count()} cores",
+        "",
+        f"| {'phase':<26} | {'A: plan (manual)':>16} | {'B: agbotkit.dr':>14} | {'A does':<{w + 8}} | B does",
+        f"|{'-' * 28}|{'-' * 18}|{'-' * 16}|{'-' * (w + 10)}|{'-' * 50}",
+    ]
+    for p in PHASES:
+        lines.append(f"| {PHASE_LABEL[p]:<26} | {fmt(a[p]):>16} | {fmt(b[p]):>14} | {a_what.get(p, '-'):<{w + 8}} | "
+                     f"{b_what.get(p, '-')}")
+    lines += [
+        f"| {'TOTAL end to end':<26} | {fmt(a['total']):>16} | {fmt(b['total']):>14} | {'':<{w + 8}} |",
+        f"| {'ratio A/B':<26} | {'':>16} | {ratio:>13}x | target >= 1.6x: {'MET' if ratio and ratio >= 1.6 else 'NOT met'}",
+        f"| {'B verify WITH checksums':<26} | {'':>16} | {fmt(bc['verify']):>14} | "
+        f"{'':<{w + 8}} | + row checksums of {vcs['checksums_ok']} tables",
+        f"| {'B total WITH checksums':<26} | {fmt(a['total']):>16} | {fmt(bc['total']):>14} | ratio A/B {ratio_cs}x",
+        "",
+        f"A verified: 1 count of 1 table (metrics = {rounds[-1]['A']['metrics_count']:,}); "
+        f"psql reported {rounds[-1]['A']['restore_error_count']} ERROR line(s) and the plan does not look.",
+        f"B verified: {vb['tables']} of {vb['tables']} tables present with their manifest row counts "
+        f"({vb['rows']:,} rows), max(time), schema hash, extensions; amcheck on {vb['amcheck_ok']}/"
+        f"{vb['amcheck_relations']} relations (heap + B-tree); with checksums also {vcs['checksums_ok']}/"
+        f"{vcs['tables']} row checksums equal to the manifest's (read in the dump's snapshot).",
+        f"B dump: {dump['bytes'] / 2**20:.0f} MB in {dump['artifacts']} files; A's file "
+        f"{rounds[-1]['A']['plain_sql_bytes'] / 2**20:.0f} MB uncompressed. S3 excluded on both sides.",
+    ]
+    if len(rounds) > 1:
+        lines.append("per round A/B: " + ", ".join(
+            f"{r['A']['seconds']['total']:.1f}/{r['B']['seconds']['total']:.1f} s ({r['order']})" for r in rounds))
+    busy = max(max(r["A"]["loadavg"] + r["B"]["loadavg"]) for r in rounds)
+    if busy > (os.cpu_count() or 1):
+        lines.append(f"NOTE: load average reached {busy:.1f} on {os.cpu_count()} cores during the runs: other work "
+                     "shared the CPUs, the figures are noisy (B's parallelism suffers most).")
+    print("\n".join(lines), flush=True)
+    return {"median_seconds": {"A": a, "B": b, "B_with_checksums": bc}, "ratio": ratio,
+            "ratio_with_checksums": ratio_cs, "target_ratio": 1.6, "target_met": bool(ratio and ratio >= 1.6),
+            "table": lines}
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
+    ap.add_argument("--lab-dir", type=Path, default=Path(os.environ.get("LAB_DIR", ROOT / ".lab")))
+    ap.add_argument("--work", type=Path, help="scratch folder (default <lab-dir>/bench)")
+    ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "bench.json")
+    ap.add_argument("--keep-work", action="store_true", help="keep logs and reports in the scratch folder")
+    args = ap.parse_args(argv)
+    lab = Lab(args.lab_dir.resolve())
+    work = (args.work or lab.lab_dir / "bench").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log = work / "bench.log"
+    for tool in ("pg_dump", "psql"):
+        if not (lab.pg_bin / tool).exists():
+            raise BenchError(f"{lab.pg_bin / tool} is missing: make setup")
+    for tool in ("gzip", "gunzip"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} is missing: apt-get install gzip")
+    say(f"lab {lab.lab_dir} (PostgreSQL on {lab.env['PGHOST']}:{lab.env['PGPORT']}); log {log}")
+
+    with lab.connect() as conn:   # leftovers of an interrupted run
+        drop_db(conn, PLAN_DB)
+    before = lab.bot_status()
+    say(f"bot is {before['state']}; halting it (agbotkit.dr.kill_switch, halt confirmed in the database)")
+    ks_env = lab.ansible_env(work)
+    ks_env.update(AGBOT_KILL_SWITCH_URL=lab.env["LAB_MINIBOT_URL"],
+                  AGBOT_KILL_SWITCH_TOKEN=lab.secrets["kill_switch_token"],
+                  PGHOST=lab.env["PGHOST"], PGPORT=lab.env["PGPORT"], PGUSER=lab.env["PGUSER"],
+                  PGPASSWORD=lab.secrets["db_password"], PGDATABASE=LIVE_DB)
+    ansible(["-m", "agbotkit.dr.kill_switch", "-a",
+             json.dumps({"state": "triggered", "reason": "bench: data must be stable", "confirm_db": {}})],
+            ks_env, log)
+    result: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "rounds": []}
+    try:
+        info = at_bench_scale(lab)
+        if info is None:
+            say("reseeding ag_botkit at bench scale (lab/seed_db.py --reset --scale bench; ~1.5 min)")
+            run([str(VENV_BIN / "python"), "lab/seed_db.py", "--reset", "--scale", "bench"], lab.pg_env(), log)
+            info = at_bench_scale(lab)
+            if info is None:
+                raise BenchError("the database is still not at bench scale after seeding; see " + str(log))
+        else:
+            say("ag_botkit is at bench scale already")
+        say(f"database ag_botkit: {info['size_mb']:.1f} MB; rows: "
+            + ", ".join(f"{k} {v:,}" for k, v in info["counts"].items()))
+        with lab.connect() as conn:
+            server = conn.execute("SHOW server_version").fetchone()[0]
+        result.update(database=info, server_version=server, cores=os.cpu_count(), machine=platform.machine(),
+                      memory_gib=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                      lab_dir=str(lab.lab_dir), s3="excluded on both sides",
+                      a_database=f"{PLAN_DB} (CREATE DATABASE {PLAN_DB} TEMPLATE {LIVE_DB}, untimed)")
+        for i in range(args.rounds):
+            order = "AB" if i % 2 == 0 else "BA"
+            say(f"round {i + 1}/{args.rounds} ({'A then B' if order == 'AB' else 'B then A'})")
+            rnd = {"order": order}
+            for which in order:
+                if which == "A":
+                    rnd["A"] = path_a(lab, work, log)
+                    say(f"  A: {rnd['A']['seconds']['total']:.1f} s "
+                        + " ".join(f"{p}={v:.1f}" for p, v in rnd["A"]["seconds"].items() if v and p != "total"))
+                else:
+                    rnd["B"] = path_b(lab, work, log, i + 1)
+                    say(f"  B: {rnd['B']['seconds']['total']:.1f} s "
+                        + " ".join(f"{p}={v:.1f}" for p, v in rnd["B"]["seconds"].items() if v and p != "total")
+                        + f" (verify with checksums {rnd['B']['seconds_with_checksums']['verify']:.1f})")
+            result["rounds"].append(rnd)
+        result["summary"] = report(result["rounds"], info)
+        after = counts_and_size(lab)
+        result["database_after"] = after
+        if after["counts"] != info["counts"]:
+            raise BenchError(f"ag_botkit's row counts changed: {info['counts']} -> {after['counts']}")
+        say(f"ag_botkit after the bench: {after['size_mb']:.1f} MB, the same row counts (restored by B, verified)")
+    finally:
+        if before.get("state") == "trading":
+            say("resetting the kill switch (the bot was trading before the bench)")
+            ansible(["-m", "agbotkit.dr.kill_switch", "-a",
+                     json.dumps({"state": "reset", "reason": "bench finished", "confirm_db": {}})], ks_env, log)
+        with lab.connect() as conn:
+            drop_db(conn, PLAN_DB)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        say(f"results: {args.json}")
+        if not args.keep_work:
+            for sub in ("backups", "plan"):
+                shutil.rmtree(work / sub, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"[bench] ERROR: {exc}", file=sys.stderr)
+        sys.exit(1)

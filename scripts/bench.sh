@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make bench: DR plan §2's manual restore (A) against agbotkit.dr's (B), side by side on the lab's
+# database at bench scale (reseeded when it is not). Works with LAB_DIR pointing at another lab.
+#   bash scripts/bench.sh [--rounds N] [--keep-work]      (BENCH_ROUNDS=N also sets the rounds)
+# Prints the table and writes artifacts/bench.json; docs/bench.md says what is compared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
+export LAB_DIR=${LAB_DIR:-$PWD/.lab}
+if [[ ! -f $LAB_DIR/lab.json ]]; then
+  echo "[bench] no lab at $LAB_DIR: run \`make lab-up\` first (with the same LAB_DIR and LAB_*_PORT)" >&2
+  exit 2
+fi
+exec .venv/bin/python bench/bench_restore.py "$@"
