@@ -30,10 +30,12 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -142,6 +144,93 @@ def loadavg() -> float:
         return -1.0
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, CPU seconds of the process plus its reaped children)."""
+    out = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the comm field: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+        out[int(entry.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / CLK_TCK)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by the lab's PostgreSQL (postmaster, backends, parallel workers) plus this process's
+    children (pg_dump, gzip, psql, ansible and its modules), counting exited processes through their parents'
+    reaped-children times. Other work on the machine is not counted, so CPU seconds stay comparable when the
+    wall times are disturbed by other load. A background thread samples every 0.2 s, so that CPU can be split
+    at the time stamps the Ansible role records itself."""
+
+    def __init__(self, postmaster: int | None):
+        self.postmaster = postmaster
+        self.samples: list[tuple[float, float, float]] = []   # (epoch, server cpu, client cpu)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def read(self) -> tuple[float, float]:
+        table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _cpu) in table.items():
+            children.setdefault(ppid, []).append(pid)
+
+        def tree(root: int, include_root: bool) -> float:
+            total, stack = 0.0, [root]
+            while stack:
+                pid = stack.pop()
+                if pid != root or include_root:
+                    total += table.get(pid, (0, 0.0))[1]
+                stack.extend(children.get(pid, []))
+            return total
+
+        server = tree(self.postmaster, True) if self.postmaster else 0.0
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = ru.ru_utime + ru.ru_stime + tree(os.getpid(), False)
+        return server, client
+
+    def total(self) -> float:
+        return sum(self.read())
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            server, client = self.read()
+            self.samples.append((time.time(), server, client))
+            self._stop.wait(0.2)
+
+    def start(self) -> None:
+        if self.postmaster:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def at(self, epoch: float) -> float:
+        """Total CPU at a wall-clock time (nearest sample at or before it)."""
+        best = None
+        for t, server, client in self.samples:
+            if t <= epoch:
+                best = server + client
+            else:
+                break
+        return best if best is not None else (self.samples[0][1] + self.samples[0][2] if self.samples else 0.0)
+
+
+def postmaster_pid(lab) -> int | None:
+    with lab.connect() as conn:
+        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'").fetchone()
+    if not row:
+        return None
+    return _proc_table().get(row[0], (None, 0))[0]
+
+
 # ------------------------------------------------------------------------------------------- database
 
 
@@ -183,122 +272,139 @@ def checkpoint(lab: Lab) -> None:
 # ------------------------------------------------------------------------------------------ the paths
 
 
-def path_a(lab: Lab, work: Path, log: Path) -> dict:
-    """The plan's manual path on a copy of the live database."""
+def path_a(lab: Lab, work: Path, log: Path, meter: CpuMeter) -> dict:
+    """The plan's manual path, on a copy of the live database."""
     env = lab.pg_env()
     adir = work / "plan"
     shutil.rmtree(adir, ignore_errors=True)
     adir.mkdir(parents=True)
     gz = adir / f"backup-{datetime.now(UTC):%Y%m%d-%H%M%S}.sql.gz"
     plain = gz.with_suffix("")
-    with lab.connect() as conn:
+    with lab.connect() as conn:   # untimed: the copy A may drop
         drop_db(conn, PLAN_DB)
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
             sql.Identifier(PLAN_DB), sql.Identifier(LIVE_DB)))
     checkpoint(lab)
     q = PLAN_DB
-    steps = [
+    steps = [   # DR_PLAN.md, less `kubectl exec -i timescaledb-0 -n ag-botkit --`
         ("dump", f"set -o pipefail; pg_dump -U agbot {q} | gzip > {gz}"),
         ("gunzip", f"gunzip {gz}"),
         ("drop_create", f'psql -U agbot -d postgres -c "DROP DATABASE {q};"'),
         ("drop_create", f'psql -U agbot -d postgres -c "CREATE DATABASE {q};"'),
+        ("restore", f"psql -U agbot -d {q} < {plain}"),
+        ("verify", f'psql -U agbot -d {q} -c "SELECT count(*) FROM metrics;"'),
     ]
     t: dict = {p: 0.0 for p in PHASES}
+    cpu: dict = {p: 0.0 for p in PHASES}
     la = [loadavg()]
-    commands = []
+    err_log = adir / "restore.stderr"
+    verify_out = ""
     for phase, cmd in steps:
-        commands.append(cmd)
         with open(log, "a") as fh:
             fh.write(f"\n$ {cmd}\n")
-        t[phase] += run(cmd, env, log, shell=True)
-    cmd = f"psql -U agbot -d {q} < {plain}"
-    commands.append(cmd)
-    err_log = adir / "restore.stderr"
-    t0 = time.monotonic()
-    with open(plain, "rb") as fin, open(err_log, "wb") as ferr:
-        res = subprocess.run([str(lab.pg_bin / "psql"), "-U", "agbot", "-d", q], stdin=fin,
-                             stdout=subprocess.DEVNULL, stderr=ferr, env=env)
-    t["restore"] = time.monotonic() - t0
-    restore_errors = [ln for ln in err_log.read_text(errors="replace").splitlines() if "ERROR" in ln]
-    if res.returncode != 0:
-        raise BenchError(f"A: psql < {plain} exited {res.returncode}: {err_log.read_text()[-2000:]}")
-    cmd = f'psql -U agbot -d {q} -c "SELECT count(*) FROM metrics;"'
-    commands.append(cmd)
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, shell=True, executable="/bin/bash", env=env, capture_output=True, text=True)
-    t["verify"] = time.monotonic() - t0
-    if out.returncode != 0:
-        raise BenchError(f"A: {cmd} failed: {out.stderr}")
-    m = re.search(r"^\s*(\d+)\s*$", out.stdout, re.M)
+        c0, t0 = meter.total(), time.monotonic()
+        if phase == "restore":   # psql's stderr kept apart: the plan does not look at it, the bench counts ERRORs
+            with open(err_log, "wb") as ferr:
+                res = subprocess.run(cmd, shell=True, executable="/bin/bash", env=env, stdout=subprocess.DEVNULL,
+                                     stderr=ferr)
+            if res.returncode != 0:
+                raise BenchError(f"A: {cmd} exited {res.returncode}: {err_log.read_text()[-2000:]}")
+        elif phase == "verify":
+            res = subprocess.run(cmd, shell=True, executable="/bin/bash", env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BenchError(f"A: {cmd} failed: {res.stderr}")
+            verify_out = res.stdout
+        else:
+            run(cmd, env, log, shell=True)
+        t[phase] += time.monotonic() - t0
+        cpu[phase] += meter.total() - c0
     la.append(loadavg())
+    restore_errors = [ln for ln in err_log.read_text(errors="replace").splitlines() if "ERROR" in ln]
+    m = re.search(r"^\s*(\d+)\s*$", verify_out, re.M)
     dump_bytes = plain.stat().st_size
     with lab.connect() as conn:
         drop_db(conn, PLAN_DB)
     shutil.rmtree(adir, ignore_errors=True)
     t["total"] = sum(t[p] for p in PHASES)
-    return {"seconds": {k: round(v, 3) for k, v in t.items()}, "metrics_count": int(m.group(1)) if m else None,
+    cpu["total"] = sum(cpu[p] for p in PHASES)
+    return {"seconds": {k: round(v, 3) for k, v in t.items()}, "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
+            "metrics_count": int(m.group(1)) if m else None,
             "restore_errors": restore_errors[:5], "restore_error_count": len(restore_errors),
-            "plain_sql_bytes": dump_bytes, "commands": commands, "loadavg": la}
+            "plain_sql_bytes": dump_bytes, "commands": [c for _p, c in steps], "loadavg": la}
 
 
-def path_b(lab: Lab, work: Path, log: Path, round_no: int) -> dict:
+def playbook(args: list[str], env: dict, log: Path) -> float:
+    with open(log, "a") as fh:
+        fh.write(f"\n$ ansible-playbook {' '.join(args)}\n")
+    return run([str(VENV_BIN / "ansible-playbook"), *args], env, log)
+
+
+def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> dict:
     """backup.yml's dump, then db_restore.yml's load/verify/swap task files; then verify with checksums."""
     env = lab.ansible_env(work)
     backups = work / "backups"
     backups.mkdir(parents=True, exist_ok=True)
     backup_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    target = f"{LIVE_DB}_restore_{backup_id.lower()}"
     checkpoint(lab)
     t: dict = {p: 0.0 for p in PHASES}
+    cpu: dict = {p: 0.0 for p in PHASES}
     la = [loadavg()]
     # dump: the real playbook; S3, Kubernetes and Terraform off through the role's own variables
-    dump_cmd = ["ansible-playbook", "playbooks/backup.yml", "-e", "db_backup_upload=false",
-                "-e", "db_backup_k8s_resources=false", "-e", "db_backup_terraform_state=false",
-                "-e", f"db_backup_id={backup_id}", "-e", f"db_backup_dir={backups}"]
-    with open(log, "a") as fh:
-        fh.write(f"\n$ {' '.join(dump_cmd)}\n")
-    t["dump"] = run([str(VENV_BIN / dump_cmd[0]), *dump_cmd[1:]], env, log)
+    c0 = meter.total()
+    t["dump"] = playbook(["playbooks/backup.yml", "-e", "db_backup_upload=false", "-e", "db_backup_k8s_resources=false",
+                          "-e", "db_backup_terraform_state=false", "-e", f"db_backup_id={backup_id}",
+                          "-e", f"db_backup_dir={backups}"], env, log)
+    cpu["dump"] = meter.total() - c0
     manifest = json.loads((backups / backup_id / "manifest.json").read_text())
+    # restore, verify (counts + amcheck), swap: one run, split at the role's own step clock
     result_file = work / f"b_restore-{round_no}.json"
-    restore_cmd = ["ansible-playbook", "bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
-                   "-e", f"bench_work_dir={backups}", "-e", f"bench_result={result_file}",
-                   "-e", "db_restore_checksums=false", "-e", f"db_restore_confirm={LIVE_DB}"]
-    with open(log, "a") as fh:
-        fh.write(f"\n$ {' '.join(restore_cmd)}\n")
+    c0 = meter.total()
     try:
-        wall = run([str(VENV_BIN / restore_cmd[0]), *restore_cmd[1:]], env, log)
-    finally:
-        res = json.loads(result_file.read_text()) if result_file.exists() else None
-    stamps = res["t"]
-    t["restore"] = stamps["verify"] - stamps["restore"]
-    t["verify"] = stamps["swap"] - stamps["verify"]
-    t["swap"] = res["end"] - stamps["swap"]
-    t["ansible"] = wall - (res["end"] - stamps["restore"])
+        wall = playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}", "-e", f"bench_work_dir={backups}",
+                         "-e", f"bench_result={result_file}", "-e", "db_restore_checksums=false",
+                         "-e", f"db_restore_confirm={LIVE_DB}"], env, log)
+    except BenchError:
+        with lab.connect() as conn:   # a failed restore is not swapped in: drop what it created
+            if db_exists(conn, target):
+                drop_db(conn, target)
+        raise
+    c_run = meter.total() - c0
+    res = json.loads(result_file.read_text())
+    st = res["t"]
+    t["restore"], t["verify"], t["swap"] = st["verify"] - st["restore"], st["swap"] - st["verify"], res["end"] - st["swap"]
+    t["ansible"] = wall - (res["end"] - st["restore"])
+    cpu["restore"] = meter.at(st["verify"]) - meter.at(st["restore"])
+    cpu["verify"] = meter.at(st["swap"]) - meter.at(st["verify"])
+    cpu["swap"] = meter.at(res["end"]) - meter.at(st["swap"])
+    cpu["ansible"] = c_run - cpu["restore"] - cpu["verify"] - cpu["swap"]
     la.append(loadavg())
     if not res["verify"]["ok"] or not res["swap"]["swapped"]:
         raise BenchError(f"B: restore not verified or not swapped: {json.dumps(res)[:2000]}")
     # verify WITH checksums: the same task file, on the swapped-in database (the same restored data)
     cs_file = work / f"b_verify_checksums-{round_no}.json"
-    cs_cmd = ["ansible-playbook", "bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
-              "-e", f"bench_work_dir={backups}", "-e", f"bench_result={cs_file}",
-              "-e", '{"bench_phases": ["verify"]}', "-e", f"bench_target={LIVE_DB}",
-              "-e", "db_restore_checksums=true"]
-    with open(log, "a") as fh:
-        fh.write(f"\n$ {' '.join(cs_cmd)}\n")
-    cs_wall = run([str(VENV_BIN / cs_cmd[0]), *cs_cmd[1:]], env, log)
+    cs_wall = playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}", "-e", f"bench_work_dir={backups}",
+                        "-e", f"bench_result={cs_file}", "-e", '{"bench_phases": ["verify"]}',
+                        "-e", f"bench_target={LIVE_DB}", "-e", "db_restore_checksums=true"], env, log)
     cs = json.loads(cs_file.read_text())
     if not cs["verify"]["ok"]:
         raise BenchError(f"B: verify with checksums failed: {json.dumps(cs['verify'])[:2000]}")
     verify_cs = cs["end"] - cs["t"]["verify"]
+    verify_cs_cpu = meter.at(cs["end"]) - meter.at(cs["t"]["verify"])
     # the quarantined database holds exactly what was just verified into ag_botkit: drop it
     quarantine = res["swap"]["quarantine_db"]
     with lab.connect() as conn:
         drop_db(conn, quarantine)
     shutil.rmtree(backups / backup_id, ignore_errors=True)
     t["total"] = sum(t[p] for p in PHASES)
+    cpu["total"] = sum(cpu[p] for p in PHASES)
     t_cs = dict(t, verify=verify_cs)
     t_cs["total"] = sum(t_cs[p] for p in PHASES)
-    return {"seconds": {k: round(v, 3) for k, v in t.items()},
+    cpu_cs = dict(cpu, verify=verify_cs_cpu)
+    cpu_cs["total"] = sum(cpu_cs[p] for p in PHASES)
+    return {"seconds": {k: round(v, 3) for k, v in t.items()}, "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
             "seconds_with_checksums": {k: round(v, 3) for k, v in t_cs.items()},
+            "cpu_seconds_with_checksums": {k: round(v, 2) for k, v in cpu_cs.items()},
             "backup_id": backup_id, "restore_playbook_wall": round(wall, 3), "checksum_verify_wall": round(cs_wall, 3),
             "module_seconds": {"db_dump": manifest.get("duration"), "db_load": res["load"]["duration"],
                                "db_integrity": res["verify"]["elapsed_seconds"],
@@ -318,75 +424,85 @@ def med(values):
     return round(statistics.median(values), 3) if values else None
 
 
-def fmt(v) -> str:
-    return "-" if v is None or v == 0 else f"{v:.1f} s"
+def fmt(v, width: int = 7) -> str:
+    if v is None or v == 0:
+        return "-"
+    return f"{v:.1f} s" if width >= 7 else f"{v:.1f}"
 
 
 def report(rounds: list[dict], data: dict) -> dict:
-    a_runs = [r["A"]["seconds"] for r in rounds]
-    b_runs = [r["B"]["seconds"] for r in rounds]
-    bc_runs = [r["B"]["seconds_with_checksums"] for r in rounds]
-    a = {p: med([x[p] for x in a_runs]) for p in (*PHASES, "total")}
-    b = {p: med([x[p] for x in b_runs]) for p in (*PHASES, "total")}
-    bc = {p: med([x[p] for x in bc_runs]) for p in (*PHASES, "total")}
+    def medians(path: str, key: str) -> dict:
+        runs = [r[path][key] for r in rounds]
+        return {p: med([x[p] for x in runs]) for p in (*PHASES, "total")}
+
+    a, b, bc = medians("A", "seconds"), medians("B", "seconds"), medians("B", "seconds_with_checksums")
+    ac, bcpu, bccpu = medians("A", "cpu_seconds"), medians("B", "cpu_seconds"), medians("B", "cpu_seconds_with_checksums")
     last = rounds[-1]
-    vb, vcs = last["B"]["verify"], last["B"]["verify_checksums"]
+    vb, vcs, dump = last["B"]["verify"], last["B"]["verify_checksums"], last["B"]["dump"]
     a_what = {
         "dump": "pg_dump | gzip (plain SQL, gzip -6)",
         "gunzip": "gunzip",
         "drop_create": "DROP DATABASE; CREATE DATABASE",
-        "restore": "psql < file (1 session)",
+        "restore": "psql < file (one session)",
         "verify": "SELECT count(*) FROM metrics",
     }
-    dump = last["B"]["dump"]
     b_what = {
-        "dump": f"backup.yml: db_dump -Fd, Z{dump['compress']}, manifest+checksums, sha256",
+        "dump": f"backup.yml: db_dump -Fd -j, Z{dump['compress']}, manifest + checksums, sha256",
         "restore": "db_load: sha256, new db, pg_restore -j, ANALYZE",
-        "verify": f"db_integrity: {vb['tables']} tables counts, amcheck {vb['amcheck_relations']} rel.",
-        "swap": "db_swap: rename live -> quarantine, new -> live",
+        "verify": f"db_integrity: {vb['tables']} tables' counts, amcheck of {vb['amcheck_relations']} relations",
+        "swap": "db_swap: live -> quarantine, restored -> live",
         "ansible": "restore playbook start-up/teardown",
     }
     ratio = round(a["total"] / b["total"], 2) if b["total"] else None
     ratio_cs = round(a["total"] / bc["total"], 2) if bc["total"] else None
-    w = 30
+    cpu_ratio = round(ac["total"] / bcpu["total"], 2) if bcpu["total"] else None
+    hdr = f"| {'phase':<26} | {'A wall':>7} | {'B wall':>7} | {'A cpu':>6} | {'B cpu':>6} | {'A: the plan, by hand':<38} | B: agbotkit.dr"
     lines = [
         "",
-        f"Restore benchmark on {data['size_mb']:.0f} MB ({', '.join(f'{k} {v:,}' for k, v in data['counts'].items())})"
-        f"; {len(rounds)} round(s), median seconds; {os.cpu_count()} cores",
+        f"Restore benchmark, {data['size_mb']:.0f} MB database ("
+        + ", ".join(f"{k} {v:,}" for k, v in data["counts"].items())
+        + f"); {len(rounds)} round(s), medians in seconds; {os.cpu_count()} cores; S3 excluded on both sides",
         "",
-        f"| {'phase':<26} | {'A: plan (manual)':>16} | {'B: agbotkit.dr':>14} | {'A does':<{w + 8}} | B does",
-        f"|{'-' * 28}|{'-' * 18}|{'-' * 16}|{'-' * (w + 10)}|{'-' * 50}",
+        hdr,
+        "|" + "|".join("-" * n for n in (28, 9, 9, 8, 8, 40, 56)),
     ]
+
+    def row(label, av, bv, acv, bcv, aw="", bw=""):
+        return (f"| {label:<26} | {fmt(av):>7} | {fmt(bv):>7} | {fmt(acv, 6):>6} | {fmt(bcv, 6):>6} | {aw:<38} | {bw}")
+
     for p in PHASES:
-        lines.append(f"| {PHASE_LABEL[p]:<26} | {fmt(a[p]):>16} | {fmt(b[p]):>14} | {a_what.get(p, '-'):<{w + 8}} | "
-                     f"{b_what.get(p, '-')}")
+        lines.append(row(PHASE_LABEL[p], a[p], b[p], ac[p], bcpu[p], a_what.get(p, "-"), b_what.get(p, "-")))
     lines += [
-        f"| {'TOTAL end to end':<26} | {fmt(a['total']):>16} | {fmt(b['total']):>14} | {'':<{w + 8}} |",
-        f"| {'ratio A/B':<26} | {'':>16} | {ratio:>13}x | target >= 1.6x: {'MET' if ratio and ratio >= 1.6 else 'NOT met'}",
-        f"| {'B verify WITH checksums':<26} | {'':>16} | {fmt(bc['verify']):>14} | "
-        f"{'':<{w + 8}} | + row checksums of {vcs['checksums_ok']} tables",
-        f"| {'B total WITH checksums':<26} | {fmt(a['total']):>16} | {fmt(bc['total']):>14} | ratio A/B {ratio_cs}x",
+        row("TOTAL end to end", a["total"], b["total"], ac["total"], bcpu["total"]),
+        f"| {'ratio A/B':<26} | {'':>7} | {str(ratio) + 'x':>7} | {'':>6} | {str(cpu_ratio) + 'x':>6} | "
+        f"target >= 1.6x end to end: {'MET' if ratio and ratio >= 1.6 else 'NOT met'}",
+        row("B verify WITH checksums", None, bc["verify"], None, bccpu["verify"], "",
+            f"db_integrity as above + row checksums of {vcs['checksums_ok']} tables"),
+        row("B total WITH checksums", a["total"], bc["total"], ac["total"], bccpu["total"], "",
+            f"ratio A/B {ratio_cs}x"),
         "",
-        f"A verified: 1 count of 1 table (metrics = {rounds[-1]['A']['metrics_count']:,}); "
-        f"psql reported {rounds[-1]['A']['restore_error_count']} ERROR line(s) and the plan does not look.",
-        f"B verified: {vb['tables']} of {vb['tables']} tables present with their manifest row counts "
-        f"({vb['rows']:,} rows), max(time), schema hash, extensions; amcheck on {vb['amcheck_ok']}/"
-        f"{vb['amcheck_relations']} relations (heap + B-tree); with checksums also {vcs['checksums_ok']}/"
-        f"{vcs['tables']} row checksums equal to the manifest's (read in the dump's snapshot).",
-        f"B dump: {dump['bytes'] / 2**20:.0f} MB in {dump['artifacts']} files; A's file "
-        f"{rounds[-1]['A']['plain_sql_bytes'] / 2**20:.0f} MB uncompressed. S3 excluded on both sides.",
+        f"A verified: one count of one table (metrics = {last['A']['metrics_count']:,}); psql printed "
+        f"{last['A']['restore_error_count']} ERROR line(s), which the plan does not look at.",
+        f"B verified: all {vb['tables']} tables present with the manifest's row counts ({vb['rows']:,} rows), max(time), "
+        f"schema hash and extensions; amcheck {vb['amcheck_ok']}/{vb['amcheck_relations']} relations ok (heap + "
+        f"B-tree); with checksums also {vcs['checksums_ok']}/{vcs['tables']} tables' row checksums equal to the "
+        "manifest's, which was read in the dump's own snapshot.",
+        f"Backup size: B {dump['bytes'] / 2**20:.0f} MB ({dump['artifacts']} files, sha256 each); A "
+        f"{last['A']['plain_sql_bytes'] / 2**20:.0f} MB of SQL once gunzipped.",
+        "cpu = CPU seconds of the lab's PostgreSQL plus the commands run (exited processes included), not other load.",
     ]
     if len(rounds) > 1:
-        lines.append("per round A/B: " + ", ".join(
+        lines.append("per round, A/B wall: " + ", ".join(
             f"{r['A']['seconds']['total']:.1f}/{r['B']['seconds']['total']:.1f} s ({r['order']})" for r in rounds))
     busy = max(max(r["A"]["loadavg"] + r["B"]["loadavg"]) for r in rounds)
     if busy > (os.cpu_count() or 1):
-        lines.append(f"NOTE: load average reached {busy:.1f} on {os.cpu_count()} cores during the runs: other work "
-                     "shared the CPUs, the figures are noisy (B's parallelism suffers most).")
+        lines.append(f"NOTE: the load average reached {busy:.1f} on {os.cpu_count()} cores: other work shared the "
+                     "CPUs, so wall times are noisy (B, which runs in parallel, loses most); compare the cpu columns.")
     print("\n".join(lines), flush=True)
-    return {"median_seconds": {"A": a, "B": b, "B_with_checksums": bc}, "ratio": ratio,
-            "ratio_with_checksums": ratio_cs, "target_ratio": 1.6, "target_met": bool(ratio and ratio >= 1.6),
-            "table": lines}
+    return {"median_seconds": {"A": a, "B": b, "B_with_checksums": bc},
+            "median_cpu_seconds": {"A": ac, "B": bcpu, "B_with_checksums": bccpu},
+            "ratio": ratio, "ratio_with_checksums": ratio_cs, "cpu_ratio": cpu_ratio, "target_ratio": 1.6,
+            "target_met": bool(ratio and ratio >= 1.6), "table": lines}
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -415,6 +531,8 @@ def main(argv=None) -> int:
 
     with lab.connect() as conn:   # leftovers of an interrupted run
         drop_db(conn, PLAN_DB)
+    meter = CpuMeter(postmaster_pid(lab))
+    meter.start()
     before = lab.bot_status()
     say(f"bot is {before['state']}; halting it (agbotkit.dr.kill_switch, halt confirmed in the database)")
     ks_env = lab.ansible_env(work)
@@ -450,11 +568,11 @@ def main(argv=None) -> int:
             rnd = {"order": order}
             for which in order:
                 if which == "A":
-                    rnd["A"] = path_a(lab, work, log)
+                    rnd["A"] = path_a(lab, work, log, meter)
                     say(f"  A: {rnd['A']['seconds']['total']:.1f} s "
                         + " ".join(f"{p}={v:.1f}" for p, v in rnd["A"]["seconds"].items() if v and p != "total"))
                 else:
-                    rnd["B"] = path_b(lab, work, log, i + 1)
+                    rnd["B"] = path_b(lab, work, log, meter, i + 1)
                     say(f"  B: {rnd['B']['seconds']['total']:.1f} s "
                         + " ".join(f"{p}={v:.1f}" for p, v in rnd["B"]["seconds"].items() if v and p != "total")
                         + f" (verify with checksums {rnd['B']['seconds_with_checksums']['verify']:.1f})")
@@ -466,6 +584,7 @@ def main(argv=None) -> int:
             raise BenchError(f"ag_botkit's row counts changed: {info['counts']} -> {after['counts']}")
         say(f"ag_botkit after the bench: {after['size_mb']:.1f} MB, the same row counts (restored by B, verified)")
     finally:
+        meter.stop()
         if before.get("state") == "trading":
             say("resetting the kill switch (the bot was trading before the bench)")
             ansible(["-m", "agbotkit.dr.kill_switch", "-a",

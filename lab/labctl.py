@@ -327,12 +327,27 @@ def run_step(name: str, argv: list[str], env: dict) -> None:
     say(f"{name} done in {time.monotonic() - t0:.1f}s")
 
 
+def reserve_ports() -> None:
+    """Keep the lab's ports out of the kernel's ephemeral range, so that an outgoing connection of some
+    other program cannot hold one of them when a service binds it (they all lie inside 32768-60999)."""
+    path = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+    try:
+        current = path.read_text().strip()
+        have = set(current.split(",")) if current else set()
+        want = {str(port(name)) for name in PORTS}
+        if not want <= have:
+            path.write_text(",".join(sorted(have | want)) + "\n")
+    except OSError:
+        pass  # not root, or a read-only /proc: the ports are checked before start anyway
+
+
 def cmd_up(_args) -> int:
     t0 = time.monotonic()
     LAB_DIR.mkdir(parents=True, exist_ok=True)
     for sub in ("pids", "logs", "faults", "sinks"):
         (LAB_DIR / sub).mkdir(exist_ok=True)
     preflight()
+    reserve_ports()
     sec = load_secrets()
     env_vars = lab_env(sec)
     write_env_files(env_vars)

@@ -9,10 +9,10 @@ name: seconds_between
 short_description: Seconds from one ISO 8601 time (or epoch) to another
 version_added: 0.1.0
 description:
-  - C(later | agbotkit.dr.seconds_between(earlier)) returns later minus earlier in seconds (a float).
-    Accepts ISO 8601 with C(Z) or an offset (naive times are UTC) and epoch seconds.
-  - The same file provides C(agbotkit.dr.step_durations) - from a dict of step start times (epoch seconds, in
-    the order the steps ran) and an end time, it returns C({step: seconds}).
+  - "C(later | agbotkit.dr.seconds_between(earlier)) returns later minus earlier in seconds (a float).
+    Accepts ISO 8601 with C(Z) or an offset (naive times are UTC) and epoch seconds."
+  - "The same file provides C(agbotkit.dr.step_durations) - from a dict of step start times (epoch seconds, in
+    the order the steps ran) and an end time, it returns a dict of step name to seconds."
 options:
   _input:
     description: The later time.
