@@ -169,8 +169,8 @@ def main():
             mark = state and state["marker"]
             if state and not mark:
                 raise AgbotDrError("Database %s exists and carries no agbotkit.dr restore marker, so it is left "
-                                   "untouched. If it is an empty leftover of an interrupted restore, drop it and re-run; "
-                                   "otherwise choose another target_db" % p["target_db"])
+                                   "untouched. If it is an empty leftover of an interrupted restore, drop it and "
+                                   "re-run; otherwise choose another target_db" % p["target_db"])
             if mark and mark["backup"] == backup_id and mark["status"] == "complete":
                 module.exit_json(**dict(out, queries=connector.recorder.queries))
             ts_version = manifest.get("extensions", {}).get("timescaledb")
