@@ -147,19 +147,19 @@ def loadavg() -> float:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (ppid, CPU seconds of the process plus its reaped children)."""
+def _proc_table() -> dict[int, tuple[int, float, float]]:
+    """pid -> (ppid, CPU seconds of the process, CPU seconds of its reaped children)."""
     out = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+                f = fh.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         # after the comm field: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
-        out[int(entry.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / CLK_TCK)
+        out[int(entry.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / CLK_TCK, (int(f[13]) + int(f[14])) / CLK_TCK)
     return out
 
 
@@ -177,24 +177,40 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def read(self) -> tuple[float, float]:
-        table = _proc_table()
+        """(server, client) CPU seconds. A process reaped while /proc is being read would be missed, so /proc is
+        read twice and again until no process of either tree was reaped in between (same processes, same reaped
+        times, same rusage of our own children)."""
+        for _attempt in range(20):
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            first = _proc_table()
+            second = _proc_table()
+            ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server, key_s1 = self._tree(first, self.postmaster, True)
+            client, key_c1 = self._tree(first, os.getpid(), False)
+            _s, key_s2 = self._tree(second, self.postmaster, True)
+            _c, key_c2 = self._tree(second, os.getpid(), False)
+            if (ru1.ru_utime, ru1.ru_stime) == (ru2.ru_utime, ru2.ru_stime) and key_s1 == key_s2 and key_c1 == key_c2:
+                break
+        return server, ru1.ru_utime + ru1.ru_stime + client
+
+    @staticmethod
+    def _tree(table: dict, root: int | None, include_root: bool) -> tuple[float, frozenset]:
+        """CPU of root's tree, and a key (pid, reaped children's CPU) that changes when any process of it reaps
+        a child or leaves."""
+        if root is None:
+            return 0.0, frozenset()
         children: dict[int, list[int]] = {}
-        for pid, (ppid, _cpu) in table.items():
+        for pid, (ppid, _own, _reaped) in table.items():
             children.setdefault(ppid, []).append(pid)
-
-        def tree(root: int, include_root: bool) -> float:
-            total, stack = 0.0, [root]
-            while stack:
-                pid = stack.pop()
-                if pid != root or include_root:
-                    total += table.get(pid, (0, 0.0))[1]
-                stack.extend(children.get(pid, []))
-            return total
-
-        server = tree(self.postmaster, True) if self.postmaster else 0.0
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        client = ru.ru_utime + ru.ru_stime + tree(os.getpid(), False)
-        return server, client
+        total, stack, key = 0.0, [root], set()
+        while stack:
+            pid = stack.pop()
+            _ppid, own, reaped = table.get(pid, (0, 0.0, 0.0))
+            key.add((pid, reaped))
+            if pid != root or include_root:
+                total += own + reaped
+            stack.extend(children.get(pid, []))
+        return total, frozenset(key)
 
     def total(self) -> float:
         return sum(self.read())
@@ -228,7 +244,7 @@ def postmaster_pid(lab) -> int | None:
         row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'").fetchone()
     if not row:
         return None
-    return _proc_table().get(row[0], (None, 0))[0]
+    return _proc_table().get(row[0], (None, 0, 0))[0]
 
 
 # ------------------------------------------------------------------------------------------- database
@@ -264,9 +280,23 @@ def at_bench_scale(lab: Lab) -> dict | None:
     return None
 
 
-def checkpoint(lab: Lab) -> None:
+def settle(lab: Lab, vacuum: bool = False, timeout: float = 300.0) -> float:
+    """Untimed, between paths: optionally VACUUM ag_botkit (a freshly restored database is otherwise vacuumed by
+    autovacuum a little later, during whatever runs next), wait until no autovacuum worker is busy, CHECKPOINT.
+    Returns the seconds spent."""
+    t0 = time.monotonic()
+    if vacuum:
+        with lab.connect(LIVE_DB) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+    quiet = 0
     with lab.connect() as conn:
+        while time.monotonic() - t0 < timeout and quiet < 3:
+            busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+                                "AND state = 'active'").fetchone()[0]
+            quiet = 0 if busy else quiet + 1
+            time.sleep(0.5)
         conn.execute("CHECKPOINT")
+    return time.monotonic() - t0
 
 
 # ------------------------------------------------------------------------------------------ the paths
@@ -284,7 +314,7 @@ def path_a(lab: Lab, work: Path, log: Path, meter: CpuMeter) -> dict:
         drop_db(conn, PLAN_DB)
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
             sql.Identifier(PLAN_DB), sql.Identifier(LIVE_DB)))
-    checkpoint(lab)
+    settle(lab)
     q = PLAN_DB
     steps = [   # DR_PLAN.md, less `kubectl exec -i timescaledb-0 -n ag-botkit --`
         ("dump", f"set -o pipefail; pg_dump -U agbot {q} | gzip > {gz}"),
@@ -346,7 +376,7 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     backups.mkdir(parents=True, exist_ok=True)
     backup_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     target = f"{LIVE_DB}_restore_{backup_id.lower()}"
-    checkpoint(lab)
+    settle(lab)
     t: dict = {p: 0.0 for p in PHASES}
     cpu: dict = {p: 0.0 for p in PHASES}
     la = [loadavg()]
@@ -381,6 +411,8 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     la.append(loadavg())
     if not res["verify"]["ok"] or not res["swap"]["swapped"]:
         raise BenchError(f"B: restore not verified or not swapped: {json.dumps(res)[:2000]}")
+    # untimed: the swapped-in database's first VACUUM, so that autovacuum does not run into what comes next
+    settle(lab, vacuum=True)
     # verify WITH checksums: the same task file, on the swapped-in database (the same restored data)
     cs_file = work / f"b_verify_checksums-{round_no}.json"
     cs_wall = playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}", "-e", f"bench_work_dir={backups}",
@@ -554,6 +586,7 @@ def main(argv=None) -> int:
                 raise BenchError("the database is still not at bench scale after seeding; see " + str(log))
         else:
             say("ag_botkit is at bench scale already")
+        say(f"VACUUM ag_botkit and wait for autovacuum to finish (untimed): {settle(lab, vacuum=True):.1f} s")
         say(f"database ag_botkit: {info['size_mb']:.1f} MB; rows: "
             + ", ".join(f"{k} {v:,}" for k, v in info["counts"].items()))
         with lab.connect() as conn:
