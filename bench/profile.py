@@ -42,7 +42,6 @@ from bench_restore import (  # noqa: E402
     say,
     settle,
 )
-
 from psycopg import sql  # noqa: E402
 
 PROFILE_DB = "ag_botkit_profile"
@@ -147,7 +146,8 @@ def main(argv=None) -> int:
                        module_seconds=out.get("duration"))
             for algo, expr in (("md5 (sum64-md5-rowtext-v1, default)",
                                 "coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint), 0)"),
-                               ("hash_record_extended (sum64-hashrecord-v1)", "coalesce(sum(hash_record_extended(r, 0)), 0)"),
+                               ("hash_record_extended (sum64-hashrecord-v1)",
+                                "coalesce(sum(hash_record_extended(r, 0)), 0)"),
                                ("count(*) + max(time) only", "count(*)")):
                 settle(lab)
                 q = " UNION ALL ".join(f"SELECT {expr}::text FROM {t} r"  # noqa: S608 - constants
@@ -194,7 +194,8 @@ def main(argv=None) -> int:
             idx = [v for k, v in marks.items() if k.startswith("finished INDEX metrics")]
             others = max((v for k, v in marks.items() if k.startswith("finished") and "metrics" not in k), default=0)
             record("restore", "pg_restore -j2 timeline", total, 0.0, metrics_copy=round(copy, 2),
-                   metrics_indexes_after_copy=round(max(idx, default=0) - marks.get("finished TABLE DATA metrics", 0), 2),
+                   metrics_indexes_after_copy=round(max(idx, default=0)
+                                                    - marks.get("finished TABLE DATA metrics", 0), 2),
                    all_other_tables_done_at=others)
             settle(lab)
             wall, cpu, _ = timed(meter, lambda: sh(f'psql -d {PROFILE_DB} -qc "ANALYZE"', env))
