@@ -523,8 +523,8 @@ def report(rounds: list[dict], data: dict) -> dict:
         f"{last['A']['restore_error_count']} ERROR line(s), which the plan does not look at.",
         f"B verified: all {vb['tables']} tables present with the manifest's row counts ({vb['rows']:,} rows), "
         f"max(time), schema hash and extensions; amcheck {vb['amcheck_ok']}/{vb['amcheck_relations']} relations ok "
-        f"(heap + B-tree); with checksums also {vcs['checksums_ok']}/{vcs['tables']} tables' row checksums equal to the "
-        "manifest's, which was read in the dump's own snapshot.",
+        f"(heap + B-tree); with checksums also {vcs['checksums_ok']}/{vcs['tables']} tables' row checksums equal "
+        "to the manifest's, which was read in the dump's own snapshot.",
         f"Backup size: B {dump['bytes'] / 2**20:.0f} MB ({dump['artifacts']} files, sha256 each); A "
         f"{last['A']['plain_sql_bytes'] / 2**20:.0f} MB of SQL once gunzipped.",
         "cpu = CPU seconds of the lab's PostgreSQL plus the commands run (exited processes included), not other load.",

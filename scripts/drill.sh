@@ -11,8 +11,8 @@ start=$(date +%s%N)
 ansible-playbook -i inventories/lab "$playbook" ${DRILL_ARGS:-}
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 printf '[drill] %s finished in %d.%01d s\n' "$playbook" $((ms / 1000)) $(((ms % 1000) / 100))
+.venv/bin/python scripts/drill_figures.py || true
 latest=$(ls -1dt reports/*/ 2>/dev/null | head -1 || true)
 if [[ -n $latest ]]; then
-  echo "[drill] report: ${latest}report.md"
-  grep -E '^\| *(RTO|RPO)' "${latest}report.md" 2>/dev/null || true
+  echo "[drill] report: ${latest}report.html (and report.md, timeline.json, postmortem.md)"
 fi
