@@ -322,7 +322,8 @@ def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playb
         n0 = c.execute("SELECT count(*) FROM orders").fetchone()[0]
         time.sleep(1.5)
         assert c.execute("SELECT count(*) FROM orders").fetchone()[0] > n0  # writes resumed on the restored db
-    # a second run changes nothing
-    res = restore(run_playbook, backup["id"], db_restore_confirm=DB, db_restore_resume_trading=True)
+    # a second run changes nothing (the incident's notifications and log are per run, so they are left out here)
+    res = restore(run_playbook, backup["id"], db_restore_confirm=DB, db_restore_resume_trading=True,
+                  dr_incident_enabled=False)
     assert res.returncode == 0
     assert "changed=0" in res.stdout
