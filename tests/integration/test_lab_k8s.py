@@ -71,7 +71,8 @@ def k8s(tmp_path_factory):
     env.update({"KUBECONFIG": str(kubeconfig), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                 "KUBECACHEDIR": str(tmp_path_factory.mktemp("kubecache")),
                 "PATH": f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"})
-    yield {"port": port, "lab_dir": lab_dir, "kubeconfig": kubeconfig, "env": env,
+    pg_port = int(json.loads(lab_json.read_text())["ports"]["pg"]) if lab_json.exists() else 55432
+    yield {"port": port, "lab_dir": lab_dir, "kubeconfig": kubeconfig, "env": env, "pg_port": pg_port,
            "url": f"http://127.0.0.1:{port}", "own": proc is not None}
     if proc is not None:
         proc.terminate()
@@ -186,7 +187,7 @@ def test_kubectl_apply_secret_and_exec(k8s):
     ex = kubectl(k8s, "exec", "timescaledb-0", "-n", "ag-botkit", "--", "sh", "-c",
                  'echo "$PGHOST:$PGPORT/$PGDATABASE"; pwd; echo oops >&2; exit 4')
     assert ex.returncode == 4, ex.stderr
-    assert ex.stdout.splitlines() == ["127.0.0.1:55432/ag_botkit", str(k8s["lab_dir"].resolve())]
+    assert ex.stdout.splitlines() == [f"127.0.0.1:{k8s['pg_port']}/ag_botkit", str(k8s["lab_dir"].resolve())]
     assert "oops" in ex.stderr
     cat = kubectl(k8s, "exec", "-i", "timescaledb-0", "-n", "ag-botkit", "--", "cat", stdin="through stdin\n")
     assert cat.returncode == 0 and cat.stdout == "through stdin\n"
@@ -196,7 +197,7 @@ def test_exec_reaches_lab_postgres(k8s):
     if shutil.which("psql") is None or not (LAB_DIR / "secrets.json").exists():
         pytest.skip("psql or the lab's secrets are not here")
     with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 55432)) != 0:
+        if s.connect_ex(("127.0.0.1", k8s["pg_port"])) != 0:
             pytest.skip("the lab's PostgreSQL is not running")
     # host, port, user and password all come from the pod's env; the maintenance db always exists
     out = kubectl(k8s, "exec", "timescaledb-0", "-n", "ag-botkit", "--", "psql", "-d", "postgres", "-Atc",
