@@ -535,7 +535,7 @@ def report(rounds: list[dict], data: dict) -> dict:
     busy = max(max(r["A"]["loadavg"] + r["B"]["loadavg"]) for r in rounds)
     if busy > (os.cpu_count() or 1):
         lines.append(f"NOTE: the load average reached {busy:.1f} on {os.cpu_count()} cores: other work shared the "
-                     "CPUs, so wall times are noisy (B, which runs in parallel, loses most); compare the cpu columns.")
+                     "CPUs, so wall times are noisy; the cpu columns do not depend on other load.")
     print("\n".join(lines), flush=True)
     return {"median_seconds": {"A": a, "B": b, "B_with_checksums": bc},
             "median_cpu_seconds": {"A": ac, "B": bcpu, "B_with_checksums": bccpu},

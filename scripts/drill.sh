@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
-set -a; source .lab/env; set +a
+set -a; source "${LAB_DIR:-.lab}/env"; set +a
 playbook=playbooks/region_failover.yml
 [[ -f $playbook ]] || playbook=playbooks/lab_smoke.yml
 echo "[drill] ansible-playbook -i inventories/lab $playbook ${DRILL_ARGS:-}"

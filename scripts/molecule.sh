@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
-set -a; source .lab/env; set +a
+set -a; source "${LAB_DIR:-.lab}/env"; set +a
 status=0
 for dir in molecule/*/; do
   [[ -f $dir/molecule.yml ]] || continue
