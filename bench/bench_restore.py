@@ -552,7 +552,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lab-dir", type=Path, default=Path(os.environ.get("LAB_DIR", ROOT / ".lab")))
     ap.add_argument("--work", type=Path, help="scratch folder (default <lab-dir>/bench)")
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "bench.json")
-    ap.add_argument("--keep-work", action="store_true", help="keep logs and reports in the scratch folder")
+    ap.add_argument("--keep-work", action="store_true",
+                    help="keep the last backup and plain SQL file in the scratch folder (the log is always kept)")
     args = ap.parse_args(argv)
     lab = Lab(args.lab_dir.resolve())
     work = (args.work or lab.lab_dir / "bench").resolve()
