@@ -264,7 +264,7 @@ def drop_db(conn, name: str) -> None:
 def counts_and_size(lab: Lab) -> dict:
     with lab.connect(LIVE_DB) as conn:
         present = {r[0] for r in conn.execute("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                              "c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")}
+                                              "c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')")}
         counts = {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
                   for t in TABLES if t in present}
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]

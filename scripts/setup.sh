@@ -70,4 +70,5 @@ fi
 # this checkout is agbotkit.dr
 mkdir -p $cdir/agbotkit
 ln -sfn ../../.. $cdir/agbotkit/dr
-say "ready: $(.venv/bin/ansible --version | head -1)"
+ver=$(.venv/bin/ansible --version 2>/dev/null || true)
+say "ready: ${ver%%$'\n'*}"
