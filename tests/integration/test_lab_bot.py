@@ -267,8 +267,8 @@ def test_seed_small_counts_and_idempotent(botlab):
             # every B-tree index passes amcheck
             conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
             n = conn.execute("SELECT count(bt_index_check(c.oid)) FROM pg_index i JOIN pg_class c ON "
-                             "c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND "
-                             "c.relnamespace = 'public'::regnamespace").fetchone()[0]
+                             "c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' "
+                             "AND c.relkind = 'i' AND c.relnamespace = 'public'::regnamespace").fetchone()[0]
             assert n >= 12
             sample = conn.execute("SELECT price, qty, client_order_id FROM orders WHERE id = 4242").fetchone()
         second = seed(botlab, "--dbname", db, "--json")
