@@ -122,7 +122,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import ManifestCollector
-from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, postgres_argument_spec
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, finish, postgres_argument_spec
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     ToolError,
     artifact_checksums,
@@ -235,11 +235,8 @@ def main():
                        bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
                        duration=manifest.get("duration"))
     except AgbotDrError as err:
-        if connector is not None:
-            out["queries"] = connector.recorder.queries
-        module.fail_json(msg=str(err), **dict(out, **err.details))
-    out["queries"] = connector.recorder.queries
-    module.exit_json(**out)
+        finish(module, out, connector, err)
+    finish(module, out, connector)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,12 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, ManifestError
-from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, postgres_argument_spec, quote_ident
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (
+    PgConnector,
+    finish,
+    postgres_argument_spec,
+    quote_ident,
+)
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     ToolError,
     conn_args,
@@ -172,7 +177,7 @@ def main():
                                    "untouched. If it is an empty leftover of an interrupted restore, drop it and "
                                    "re-run; otherwise choose another target_db" % p["target_db"])
             if mark and mark["backup"] == backup_id and mark["status"] == "complete":
-                module.exit_json(**dict(out, queries=connector.recorder.queries))
+                finish(module, out, connector)
             ts_version = manifest.get("extensions", {}).get("timescaledb")
             out["timescaledb"] = ts_version
             if ts_version:
@@ -185,7 +190,7 @@ def main():
                         "version before restoring" % (ts_version, ", ".join(versions) or "none"))
             if module.check_mode:
                 out["changed"] = True
-                module.exit_json(**dict(out, queries=connector.recorder.queries))
+                finish(module, out, connector)
             started = time.monotonic()
             target = quote_ident(p["target_db"])
             if state:  # our own incomplete attempt
@@ -231,11 +236,8 @@ def main():
             admin.close()
         out["duration"] = round(time.monotonic() - started, 3)
     except AgbotDrError as err:
-        if connector is not None:
-            out["queries"] = connector.recorder.queries
-        module.fail_json(msg=str(err), **dict(out, **err.details))
-    out["queries"] = connector.recorder.queries
-    module.exit_json(**out)
+        finish(module, out, connector, err)
+    finish(module, out, connector)
 
 
 if __name__ == "__main__":

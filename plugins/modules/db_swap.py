@@ -95,7 +95,12 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, DatabaseQueryError
-from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, postgres_argument_spec, quote_ident
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (
+    PgConnector,
+    finish,
+    postgres_argument_spec,
+    quote_ident,
+)
 from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_state, marker
 
 TERMINATE_SQL = ("SELECT count(pg_catalog.pg_terminate_backend(pid)) AS n FROM pg_catalog.pg_stat_activity "
@@ -127,7 +132,7 @@ def main():
             q_state = db_state(s, quarantine)
             mark = live_state and live_state["marker"]
             if mark and mark["backup"] == p["backup_id"] and mark["status"] == "complete" and q_state:
-                module.exit_json(**dict(out, queries=connector.recorder.queries))
+                finish(module, out, connector)
             r_state = db_state(s, restored)
             if r_state is None:
                 raise AgbotDrError("Restored database %s does not exist; run the restore step first" % restored)
@@ -142,7 +147,7 @@ def main():
                 raise AgbotDrError("Quarantine name %s is taken; choose another quarantine_db" % quarantine)
             out["changed"] = True
             if module.check_mode:
-                module.exit_json(**dict(out, queries=connector.recorder.queries))
+                finish(module, out, connector)
             s.execute("SET synchronous_commit TO on")  # the renames and markers must survive a crash
             ql, qr, qq = quote_ident(live), quote_ident(restored), quote_ident(quarantine)
             s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ql)
@@ -172,11 +177,8 @@ def main():
         finally:
             s.close()
     except AgbotDrError as err:
-        if connector is not None:
-            out["queries"] = connector.recorder.queries
-        module.fail_json(msg=str(err), **dict(out, **err.details))
-    out["queries"] = connector.recorder.queries
-    module.exit_json(**out)
+        finish(module, out, connector, err)
+    finish(module, out, connector)
 
 
 if __name__ == "__main__":

@@ -300,6 +300,8 @@ def test_restore_without_confirmation_stops_before_the_swap(lab, run_playbook, b
 
 def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playbook, backup):
     kill_switch(lab, "reset")
+    with pg(lab) as c:
+        c.execute(f"COMMENT ON DATABASE {DB} IS NULL")  # whatever ran before, the live db is not this backup's
     with pg(lab, DB) as c:
         c.execute("DELETE FROM orders WHERE id IN (SELECT id FROM orders WHERE status <> 'filled' LIMIT 50)")
         c.execute("DROP INDEX IF EXISTS metrics_name_time_idx")
