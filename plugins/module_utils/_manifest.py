@@ -19,15 +19,31 @@ A manifest is JSON (schema_version 1)::
                                     "time_column": "created_at"}}
     }
 
-Row checksum (``sum64-md5-rowtext-v1``): for every row, the first 64 bits of md5(row::text) read
-as a signed bigint, summed exactly (PostgreSQL's sum(bigint) is numeric, so nothing wraps).
-A sum is independent of row order, so the dump/restore's physical order does not matter,
-and it is computed in the same single sequential scan as count(*) and max(time), which
-PostgreSQL may run with parallel workers. md5 over the row's text output (with the session
-pinned to UTC / ISO / extra_float_digits=1 / hex bytea) is stable across dump and restore and
-across server versions, unlike hash_record_extended(), whose per-type hash functions are not
-promised to be stable. A changed, missing or duplicated row changes the sum; a forged
-collision would need two md5 prefixes to cancel, which is not a threat model for DR checks.
+Row checksums are order-independent sums of one 64-bit hash per row, summed exactly (PostgreSQL's
+sum(bigint) is numeric, so nothing wraps). A sum does not depend on row order, so the dump's and
+the restore's physical order do not matter, and it is computed in the same single sequential scan
+as count(*) and max(time), which PostgreSQL may run with parallel workers. A changed, missing or
+duplicated row changes the sum; a forged collision would need two 64-bit hashes to cancel, which
+is not a threat model for DR checks. Two algorithms:
+
+- ``sum64-typedhash-v1`` (the default): hash_record_extended(ROW(col, ...), 0), where a column
+  whose type hashes by value (integers, floats, numeric, bool, text types, date/time types,
+  interval, uuid, bytea, jsonb, inet/cidr, macaddr, and arrays of these) goes in as it is, and any
+  other column (enums, whose hash is their OID and so changes on restore; json; domains;
+  composites; geometric types; anything without a hash opclass) goes in as its text output.
+  Text goes in with COLLATE "C", so a nondeterministic collation's sort keys never enter. About
+  5x cheaper than md5 of the row text, because no row is turned into text. These are the extended
+  hash functions hash partitioning uses, which survive pg_upgrade unchanged, but PostgreSQL does
+  not document them as stable, and they depend on the CPU's byte order. So the manifest also keeps
+  ``checksum_canary``: the same hash of one fixed row of every type above. db_integrity recomputes
+  it, and if the server hashes differently it reports that the checksums cannot be compared
+  (kind checksum_algorithm) instead of calling every table changed.
+- ``sum64-md5-rowtext-v1``: the first 64 bits of md5(row::text), read as a signed bigint. Portable
+  across versions and architectures (the session is pinned to UTC / ISO / extra_float_digits=1 /
+  hex bytea); the text output of every row makes it about 5x more expensive.
+
+(``sum64-hashrecord-v1``, hash_record_extended of the whole row, is still read for manifests
+written with it; it fails on types without a hash function and on enums after a restore.)
 
 Schema hash: sha256 over a canonical JSON of, per table, its columns (name, type, not null,
 default, identity, generated), constraints (name, type, definition) and indexes (name,
@@ -49,16 +65,38 @@ import re
 import threading
 
 SCHEMA_VERSION = 1
-CHECKSUM_ALGORITHM = "sum64-md5-rowtext-v1"
-# Faster alternative (about 3-4x on wide rows): sum of hash_record_extended(row, 0). Extended hash
-# functions are kept stable across major versions (hash partitioning relies on it), but not
-# across CPU architectures, and types without a hash opclass (json, point, xml) make it fail.
-HASH_CHECKSUM_ALGORITHM = "sum64-hashrecord-v1"
-CHECKSUM_ALGORITHMS = {"md5": CHECKSUM_ALGORITHM, "hash": HASH_CHECKSUM_ALGORITHM}
+MD5_CHECKSUM_ALGORITHM = "sum64-md5-rowtext-v1"
+TYPED_CHECKSUM_ALGORITHM = "sum64-typedhash-v1"
+HASH_CHECKSUM_ALGORITHM = "sum64-hashrecord-v1"  # read for old manifests; see the docstring
+CHECKSUM_ALGORITHM = TYPED_CHECKSUM_ALGORITHM  # the default
+CHECKSUM_ALGORITHMS = {"typed": TYPED_CHECKSUM_ALGORITHM, "md5": MD5_CHECKSUM_ALGORITHM,
+                       "hash": HASH_CHECKSUM_ALGORITHM}
+# Per-table expressions; the typed one is built from the table's columns (typed_hash_expression).
 CHECKSUM_EXPRESSIONS = {
-    CHECKSUM_ALGORITHM: "coalesce(sum(('x' || substr(md5(agbot__r::text), 1, 16))::bit(64)::bigint), 0)::text",
+    MD5_CHECKSUM_ALGORITHM: "coalesce(sum(('x' || substr(md5(agbot__r::text), 1, 16))::bit(64)::bigint), 0)::text",
     HASH_CHECKSUM_ALGORITHM: "coalesce(sum(hash_record_extended(agbot__r, 0)), 0)::text",
+    TYPED_CHECKSUM_ALGORITHM: None,
 }
+# Types (format_type without typmod) whose extended hash function hashes the value itself; arrays
+# of them hash element by element. Anything else is hashed as its text output.
+VALUE_HASHED_TYPES = frozenset((
+    "smallint", "integer", "bigint", "real", "double precision", "numeric", "boolean",
+    "text", "character varying", "character", "date", "timestamp with time zone",
+    "timestamp without time zone", "time without time zone", "time with time zone", "interval",
+    "uuid", "bytea", "jsonb", "inet", "cidr", "macaddr", "macaddr8",
+))
+COLLATABLE_TYPES = frozenset(("text", "character varying", "character"))
+# One fixed row of every type above: if two servers hash it differently, their typed checksums
+# cannot be compared (another byte order, or a PostgreSQL that changed a hash function).
+CANARY_SQL = (
+    "SELECT pg_catalog.hash_record_extended(ROW(1::int2, 2::int4, 3::int8, 1.5::float4, 2.5::float8, "
+    "1.25::numeric, true, 'agbotkit'::text COLLATE \"C\", 'a'::varchar COLLATE \"C\", 'b'::bpchar COLLATE \"C\", "
+    "'2025-01-02'::date, '2025-01-02 03:04:05.678+00'::timestamptz, '2025-01-02 03:04:05'::timestamp, "
+    "'03:04:05'::time, '03:04:05+02'::timetz, '1 day 2 hours'::interval, "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '\\x0102'::bytea, '{\"a\": [1, 2.5]}'::jsonb, "
+    "'10.1.2.3'::inet, '10.1.0.0/16'::cidr, '08:00:2b:01:02:03'::macaddr, '08:00:2b:01:02:03:04:05'::macaddr8, "
+    "ARRAY[1, 2]::int8[], ARRAY['x', 'y']::text[]), 0)::text AS canary"
+)
 
 # Volatile keys: differ between two manifests of identical data.
 VOLATILE_KEYS = ("created_at", "snapshot")
@@ -96,7 +134,7 @@ COLUMNS_SQL = (
     "SELECT format('%%s.%%s', n.nspname, c.relname) AS tbl, a.attname AS name, "
     "pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null, "
     "pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.attidentity::text AS identity, "
-    "a.attgenerated::text AS generated "
+    "a.attgenerated::text AS generated, pg_catalog.format_type(a.atttypid, NULL) AS base_type "
     "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
     "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
     + _TABLE_FILTER + " AND a.attnum > 0 AND NOT a.attisdropped"
@@ -171,14 +209,37 @@ def pick_time_column(columns: list[dict]) -> str | None:
     return None
 
 
-def table_stats_sql(table: str, time_column: str | None, checksums: bool | str) -> str:
+def typed_hash_expression(columns: list[dict]) -> str:
+    """The sum64-typedhash-v1 aggregate for a table with these columns (dicts with name, and
+    base_type = format_type(atttypid, NULL); without base_type a column is hashed as text).
+    A table without columns falls back to the md5 expression, which handles the empty row."""
+    if not columns:
+        return CHECKSUM_EXPRESSIONS[MD5_CHECKSUM_ALGORITHM]
+    items = []
+    for col in sorted(columns, key=lambda c: c["name"]):  # by name: a column order change is not a data change
+        ref = "agbot__r.%s" % quote_ident(col["name"])
+        base = col.get("base_type") or ""
+        element = base[:-2] if base.endswith("[]") else base
+        if element in VALUE_HASHED_TYPES:
+            items.append(ref + (' COLLATE "C"' if element in COLLATABLE_TYPES else ""))
+        else:
+            items.append('(%s)::text COLLATE "C"' % ref)
+    return "coalesce(sum(pg_catalog.hash_record_extended(ROW(%s), 0)), 0)::text" % ", ".join(items)
+
+
+def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
+                    columns: list[dict] | None = None) -> str:
     """One pass over the table: count, order-independent checksum, max(time column).
 
-    checksums: False, True (the default algorithm) or an algorithm name of CHECKSUM_EXPRESSIONS."""
+    checksums: False, True (the default algorithm) or an algorithm name of CHECKSUM_EXPRESSIONS.
+    columns: the table's columns in attribute order (needed by the typed algorithm)."""
     parts = ["count(*) AS rows"]
     if checksums:
         algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
-        parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
+        if algorithm == TYPED_CHECKSUM_ALGORITHM:
+            parts.append("%s AS checksum" % typed_hash_expression(columns or []))
+        else:
+            parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
     if time_column:
         parts.append("max(agbot__r.%s)::text AS max_time" % quote_ident(time_column))
     # identifiers are quoted with quote_ident(): no injection through table or column names
@@ -273,7 +334,8 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
             diff = obs.get("rows", 0) - exp["rows"]
             out.append(_mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
                 name, obs.get("rows"), exp["rows"], "+" if diff > 0 else "", diff), name, exp["rows"], obs.get("rows")))
-        same_algo = expected.get("checksum_algorithm") == observed.get("checksum_algorithm")
+        same_algo = (expected.get("checksum_algorithm") == observed.get("checksum_algorithm")
+                     and expected.get("checksum_canary") == observed.get("checksum_canary"))
         if (checksums and same_algo and exp.get("checksum") is not None and obs.get("checksum") is not None
                 and str(exp["checksum"]) != str(obs["checksum"])):
             out.append(_mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
@@ -290,6 +352,15 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
         out.append(_mismatch("checksum_algorithm", "checksum algorithm %s differs from the manifest's %s" % (
             observed.get("checksum_algorithm"), expected.get("checksum_algorithm")), None,
             expected.get("checksum_algorithm"), observed.get("checksum_algorithm")))
+    elif (checksums and expected.get("checksum_algorithm") and expected.get("checksum_algorithm") ==
+          observed.get("checksum_algorithm") and expected.get("checksum_canary") != observed.get("checksum_canary")):
+        out.append(_mismatch("checksum_algorithm", "this server hashes a fixed test row differently from the server "
+                             "that made the manifest (%s != %s: another CPU byte order or PostgreSQL version), so row "
+                             "checksums cannot be compared; counts, max(time), schema and amcheck were still checked. "
+                             "Verify with checksums: false, or take backups with checksum_algorithm: md5 where they "
+                             "must be checked on other hardware" % (
+                                 observed.get("checksum_canary"), expected.get("checksum_canary")),
+                             None, expected.get("checksum_canary"), observed.get("checksum_canary")))
     if expected.get("schema_hash") and expected.get("schema_hash") != observed.get("schema_hash"):
         out.append(_mismatch("schema_hash", "schema (tables, columns, types, constraints, indexes) differs from the "
                              "manifest: %s != %s" % (observed.get("schema_hash"), expected.get("schema_hash")),
@@ -376,9 +447,12 @@ class ManifestCollector:
             if "timescaledb" in extensions:
                 hypertables = {r["name"]: {"num_chunks": r["num_chunks"]} for r in leader.query(HYPERTABLES_SQL)}
 
+            canary = None
+            if self.checksums == TYPED_CHECKSUM_ALGORITHM:
+                canary = leader.one(CANARY_SQL)["canary"]
             jobs = []
             for name in sorted(names, key=lambda n: (-(existing[n].get("bytes") or 0), n)):
-                jobs.append((name, pick_time_column(columns.get(name, []))))
+                jobs.append((name, pick_time_column(columns.get(name, [])), columns.get(name, [])))
             n_workers = min(self.parallel, len(jobs)) if jobs else 1
             sessions = [leader]
             if n_workers > 1:
@@ -407,6 +481,7 @@ class ManifestCollector:
             "server_version_num": snap["server_version_num"],
             "extensions": extensions,
             "checksum_algorithm": self.algorithm if self.checksums else None,
+            "checksum_canary": canary,
             "schema_hash": schema_hash(canonical_hashed),
             "tables": {name: results[name] for name in sorted(results)},
         }
@@ -425,11 +500,11 @@ class ManifestCollector:
         def loop(session):
             while not errors:
                 try:
-                    name, time_column = work.get_nowait()
+                    name, time_column, columns = work.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    row = session.one(table_stats_sql(name, time_column, self.checksums))
+                    row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
                 except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
                     with lock:
                         errors.append(exc)

@@ -62,7 +62,7 @@ def test_pick_time_column(columns, expected):
 # --- SQL of one table -----------------------------------------------------------------------------
 
 def test_table_stats_sql_quotes_and_checksums():
-    sql = m.table_stats_sql('we"ird.Orders', "created_at", True)
+    sql = m.table_stats_sql('we"ird.Orders', "created_at", m.MD5_CHECKSUM_ALGORITHM)
     assert 'FROM "we""ird"."Orders" AS agbot__r' in sql
     assert "count(*) AS rows" in sql
     assert "md5(agbot__r::text)" in sql and "::bit(64)::bigint" in sql
@@ -73,6 +73,30 @@ def test_table_stats_sql_counts_only_and_hash_algorithm():
     assert "checksum" not in m.table_stats_sql("orders", None, False)
     assert "max_time" not in m.table_stats_sql("orders", None, False)
     assert "hash_record_extended" in m.table_stats_sql("orders", None, m.HASH_CHECKSUM_ALGORITHM)
+
+
+def test_default_algorithm_is_typed_and_hashes_values_or_text():
+    columns = [
+        {"name": "price", "base_type": "numeric"},
+        {"name": "side", "base_type": "order_side"},          # an enum: its hash is its OID, so text
+        {"name": "labels", "base_type": "json"},              # no hash function: text
+        {"name": "Name", "base_type": "text"},
+        {"name": "tags", "base_type": "text[]"},
+        {"name": "moods", "base_type": "order_side[]"},
+        {"name": "time", "base_type": "timestamp with time zone"},
+        {"name": "legacy"},                                   # type unknown: text
+    ]
+    sql = m.table_stats_sql("orders", None, True, columns)
+    assert m.CHECKSUM_ALGORITHM == m.TYPED_CHECKSUM_ALGORITHM
+    row = sql.split("hash_record_extended(ROW(")[1].split("), 0)")[0]
+    # sorted by column name, so a column order change alone is not a data change
+    assert row == ('agbot__r."Name" COLLATE "C", (agbot__r."labels")::text COLLATE "C", '
+                   '(agbot__r."legacy")::text COLLATE "C", (agbot__r."moods")::text COLLATE "C", '
+                   'agbot__r."price", (agbot__r."side")::text COLLATE "C", agbot__r."tags" COLLATE "C", '
+                   'agbot__r."time"')
+    assert "md5" not in sql
+    # a table without columns cannot build ROW(): md5 of the (empty) row text
+    assert "md5(agbot__r::text)" in m.table_stats_sql("empty", None, True, [])
 
 
 def test_normalize_table_names():
@@ -187,6 +211,18 @@ def test_compare_counts_only_manifest_skips_checksums():
     assert m.compare(exp, manifest()) == []
 
 
+def test_compare_canary_differs_reports_not_comparable_instead_of_changed_rows():
+    exp, obs = manifest(), manifest()
+    exp["checksum_canary"], obs["checksum_canary"] = "111", "222"
+    obs["tables"]["public.orders"]["checksum"] = "999"
+    out = m.compare(exp, obs)
+    assert kinds(out) == [("checksum_algorithm", None)]
+    assert "cannot be compared" in out[0]["message"] and "checksums: false" in out[0]["message"]
+    assert m.compare(exp, obs, checksums=False) == []
+    obs["checksum_canary"] = "111"
+    assert kinds(m.compare(exp, obs)) == [("checksum", "public.orders")]
+
+
 def test_compare_algorithm_mismatch_is_reported_not_checksums():
     obs = manifest()
     obs["checksum_algorithm"] = m.HASH_CHECKSUM_ALGORITHM
@@ -242,6 +278,8 @@ class FakeSession:
                      "database": "db", "server_version": "15.10", "server_version_num": 150010}]
         if "pg_export_snapshot" in sql:
             return [{"id": "0000-1"}]
+        if sql == m.CANARY_SQL:
+            return [{"canary": "-5"}]
         if sql.startswith("SELECT count(*)"):
             return [{"rows": 7, "checksum": "42" if "checksum" in sql else None,
                      "max_time": "t" if "max_time" in sql else None}]
@@ -269,7 +307,7 @@ def test_collector_parallel_shares_one_snapshot():
     conn = FakeConnector()
     out = m.ManifestCollector(conn, parallel=3).collect()
     assert out["created_at"] == "2025-01-01T00:00:00+00:00"
-    assert out["checksum_algorithm"] == m.CHECKSUM_ALGORITHM
+    assert out["checksum_algorithm"] == m.CHECKSUM_ALGORITHM and out["checksum_canary"] == "-5"
     assert sorted(out["tables"]) == ["public.fills", "public.orders", "trading.metrics"]
     assert out["tables"]["public.orders"] == {"rows": 7, "checksum": "42", "max_time": "t", "time_column": "created_at"}
     assert out["tables"]["public.fills"]["time_column"] is None
@@ -287,6 +325,7 @@ def test_collector_counts_only_given_snapshot_and_missing_table():
     out = col.collect(tables=["orders", "nope"], strict=False, snapshot="EXT-1")
     assert list(out["tables"]) == ["public.orders"]
     assert out["checksum_algorithm"] is None and out["tables"]["public.orders"]["checksum"] is None
+    assert out["checksum_canary"] is None and not any(sql == m.CANARY_SQL for _, sql, _ in conn.log)
     assert ("s1", "SET TRANSACTION SNAPSHOT %s", ("EXT-1",)) in conn.log
     with pytest.raises(ValueError, match="public.nope"):
         m.ManifestCollector(FakeConnector()).collect(tables=["nope"])
