@@ -30,7 +30,9 @@ options:
     type: str
     required: true
   dest:
-    description: Folder that holds backups; the backup is written to O(dest)/O(backup_id).
+    description:
+      - Folder that holds backups; the backup is written to O(dest)/O(backup_id).
+      - Created with mode C(0700) when missing.
     type: path
     required: true
   jobs:
@@ -164,6 +166,8 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
     dump_dir = os.path.join(path, "dump")
     if os.path.exists(path):
         shutil.rmtree(path)  # a partial earlier attempt of this backup id (no valid manifest)
+    if not os.path.isdir(p["dest"]):
+        os.makedirs(p["dest"], mode=0o700)  # the backup folder: readable by its owner only
     os.makedirs(path, mode=0o700)
     started = time.monotonic()
     holder = connector.session()

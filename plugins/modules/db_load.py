@@ -20,6 +20,13 @@ description:
     re-run after success changes nothing; a re-run after a failure (the server going away mid-restore, say)
     drops the incomplete database it created and starts again. A database of that name without our marker is
     never touched - the module fails instead.
+  - The restore runs in two C(pg_restore) calls. The first creates the schema (C(--section=pre-data)). Then
+    autovacuum is switched off on every new table (C(autovacuum_enabled=false), also for its TOAST table) unless
+    the backup set that option itself, and the second call loads the data and builds the indexes and constraints
+    (C(--section=data --section=post-data), O(jobs) workers). After C(ANALYZE) the option is reset on exactly
+    those tables. Without this, autovacuum starts on a table as soon as its data is in, and the index build that
+    follows waits C(deadlock_timeout) for it to be cancelled, table after table, while both burn CPU (seen on
+    the lab as 4 to 6 seconds added to a 10-second restore).
   - C(pg_restore) runs through community.general's CmdRunner; the password reaches it through C(PGPASSWORD).
 author:
   - ag-botkit DevOps Team
@@ -90,6 +97,11 @@ duration:
   description: Seconds spent restoring (pg_restore and ANALYZE).
   returned: when restored
   type: float
+autovacuum_paused:
+  description: Tables whose autovacuum was off during the data load and index builds, and was reset afterwards.
+  returned: when restored
+  type: list
+  elements: str
 queries:
   description: SQL the module ran.
   returned: always
@@ -119,6 +131,18 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     verify_artifacts,
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_state, marker
+
+
+# Ordinary tables and partitions (relkind r) outside the system schemas whose reloptions do not set autovacuum
+# themselves, already quoted for SQL (regclass output). Partitioned parents have no storage and take no option.
+PAUSABLE_TABLES_SQL = (
+    "SELECT c.oid::pg_catalog.regclass::text AS name FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid "
+    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(coalesce(c.reloptions, '{}') || coalesce(t.reloptions, '{}')) o "
+    "WHERE o LIKE 'autovacuum_enabled=%') ORDER BY 1"
+)
 
 
 def load_manifest(path: str) -> dict:
@@ -212,22 +236,37 @@ def main():
             finally:
                 s.close()
         runner = pg_restore_runner(module, find_tool(module, "pg_restore", p["pg_bin"]))
-        # environ_update belongs to the context: CmdRunner's run() only takes argument values
-        with runner("host port user no_password dbname jobs no_owner exit_on_error source",
-                    environ_update=pg_env(p)) as ctx:
-            rc, _out, err = ctx.run(dbname=p["target_db"], jobs=p["jobs"], no_password=True,
-                                    source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
-        if rc != 0:
-            raise ToolError("Failed to restore backup %s into %s: pg_restore exited %s: %s. The live database is "
-                            "untouched; re-run to start the restore again" % (backup_id, p["target_db"], rc,
-                                                                              err.strip()[-2000:]))
+
+        def restore(sections, jobs):
+            # environ_update belongs to the context: CmdRunner's run() only takes argument values
+            with runner("host port user no_password dbname jobs section no_owner exit_on_error source",
+                        environ_update=pg_env(p)) as ctx:
+                rc, _out, err = ctx.run(dbname=p["target_db"], jobs=jobs, section=sections, no_password=True,
+                                        source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
+            if rc != 0:
+                raise ToolError("Failed to restore backup %s into %s: pg_restore (%s) exited %s: %s. The live "
+                                "database is untouched; re-run to start the restore again" % (
+                                    backup_id, p["target_db"], " + ".join(sections), rc, err.strip()[-2000:]))
+
+        restore(["pre-data"], 1)
+        s = tconn.session()
+        try:
+            paused = [r["name"] for r in s.query(PAUSABLE_TABLES_SQL)]
+            for name in paused:
+                s.execute("ALTER TABLE %s SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)" % name)
+        finally:
+            s.close()
+        restore(["data", "post-data"], p["jobs"])
         s = tconn.session()
         try:
             if ts_version:
                 s.execute("SELECT timescaledb_post_restore()")
             s.execute("ANALYZE")
+            for name in paused:
+                s.execute("ALTER TABLE %s RESET (autovacuum_enabled, toast.autovacuum_enabled)" % name)
         finally:
             s.close()
+        out["autovacuum_paused"] = paused
         admin = connector.session()
         try:
             admin.execute("SET synchronous_commit TO on")
