@@ -371,6 +371,19 @@ def playbook(args: list[str], env: dict, log: Path) -> float:
     return run([str(VENV_BIN / "ansible-playbook"), *args], env, log)
 
 
+def bench_playbook(args: list[str], env: dict, log: Path) -> tuple[float, dict]:
+    """Run bench/b_restore.yml; (wall seconds, the dict its last task printed after BENCH_RESULT)."""
+    start = log.stat().st_size if log.exists() else 0
+    wall = playbook(args, dict(env, ANSIBLE_CALLBACK_RESULT_FORMAT="json"), log)
+    with open(log, "rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode(errors="replace")
+    found = re.findall(r'^\s*"msg": ("BENCH_RESULT .*")\s*$', text, flags=re.M)
+    if not found:
+        raise BenchError(f"no BENCH_RESULT line in the output of {args[0]}; see {log}")
+    return wall, json.loads(json.loads(found[-1])[len("BENCH_RESULT "):])
+
+
 def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> dict:
     """backup.yml's dump, then db_restore.yml's load/verify/swap task files; then verify with checksums."""
     env = lab.ansible_env(work)
@@ -390,19 +403,17 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     cpu["dump"] = meter.total() - c0
     manifest = json.loads((backups / backup_id / "manifest.json").read_text())
     # restore, verify (counts + amcheck), swap: one run, split at the role's own step clock
-    result_file = work / f"b_restore-{round_no}.json"
     c0 = meter.total()
     try:
-        wall = playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}", "-e", f"bench_work_dir={backups}",
-                         "-e", f"bench_result={result_file}", "-e", "db_restore_checksums=false",
-                         "-e", f"db_restore_confirm={LIVE_DB}"], env, log)
+        wall, res = bench_playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+                                    "-e", f"bench_work_dir={backups}", "-e", "db_restore_checksums=false",
+                                    "-e", f"db_restore_confirm={LIVE_DB}"], env, log)
     except BenchError:
         with lab.connect() as conn:   # a failed restore is not swapped in: drop what it created
             if db_exists(conn, target):
                 drop_db(conn, target)
         raise
     c_run = meter.total() - c0
-    res = json.loads(result_file.read_text())
     st = res["t"]
     t["restore"] = st["verify"] - st["restore"]
     t["verify"] = st["swap"] - st["verify"]
@@ -418,11 +429,9 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     # untimed: the swapped-in database's first VACUUM, so that autovacuum does not run into what comes next
     settle(lab, vacuum=True)
     # verify WITH checksums: the same task file, on the swapped-in database (the same restored data)
-    cs_file = work / f"b_verify_checksums-{round_no}.json"
-    cs_wall = playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}", "-e", f"bench_work_dir={backups}",
-                        "-e", f"bench_result={cs_file}", "-e", '{"bench_phases": ["verify"]}',
-                        "-e", f"bench_target={LIVE_DB}", "-e", "db_restore_checksums=true"], env, log)
-    cs = json.loads(cs_file.read_text())
+    cs_wall, cs = bench_playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+                                  "-e", f"bench_work_dir={backups}", "-e", '{"bench_phases": ["verify"]}',
+                                  "-e", f"bench_target={LIVE_DB}", "-e", "db_restore_checksums=true"], env, log)
     if not cs["verify"]["ok"]:
         raise BenchError(f"B: verify with checksums failed: {json.dumps(cs['verify'])[:2000]}")
     verify_cs = cs["end"] - cs["t"]["verify"]
