@@ -157,7 +157,8 @@ manifest:
       type: str
       sample: sum64-typedhash-v1
     checksum_canary:
-      description: With C(sum64-typedhash-v1), the server's hash of a fixed test row (see O(checksum_algorithm)); else V(null).
+      description:
+        - With C(sum64-typedhash-v1), the server's hash of a fixed test row (see O(checksum_algorithm)); else V(null).
       type: str
       sample: "-4425196434171224553"
     schema_hash:
