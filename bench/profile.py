@@ -144,9 +144,9 @@ def main(argv=None) -> int:
                     "checksums": c}))
                 record("dump", f"db_dump module (ansible), checksums={checksums}", wall, cpu,
                        module_seconds=out.get("duration"))
-            for algo, expr in (("md5 (sum64-md5-rowtext-v1, default)",
+            for algo, expr in (("md5 (sum64-md5-rowtext-v1)",
                                 "coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint), 0)"),
-                               ("hash_record_extended (sum64-hashrecord-v1)",
+                               ("hash_record_extended of the whole row (close to sum64-typedhash-v1, the default)",
                                 "coalesce(sum(hash_record_extended(r, 0)), 0)"),
                                ("count(*) + max(time) only", "count(*)")):
                 settle(lab)
