@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                        module_seconds=out.get("duration"))
             for algo, expr in (("md5 (sum64-md5-rowtext-v1)",
                                 "coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint), 0)"),
-                               ("hash_record_extended of the whole row (close to sum64-typedhash-v1, the default)",
+                               ("hash_record_extended of the whole row (close to sum64-typedhash-v2, the default)",
                                 "coalesce(sum(hash_record_extended(r, 0)), 0)"),
                                ("count(*) + max(time) only", "count(*)")):
                 settle(lab)

@@ -39,10 +39,11 @@ SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 # Session settings that make text output (row checksums, max(time), catalog definitions)
 # independent of server and role defaults: UTC, ISO dates, shortest exact floats, hex bytea,
-# and a search_path of pg_catalog only, so that catalog functions qualify every user object.
+# money without a locale's currency format, and a search_path of pg_catalog only, so that
+# catalog functions qualify every user object.
 SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=1 "
-    "-c bytea_output=hex -c search_path=pg_catalog"
+    "-c bytea_output=hex -c lc_monetary=C -c search_path=pg_catalog"
 )
 
 

@@ -49,9 +49,10 @@ options:
     default: true
   checksum_algorithm:
     description:
-      - V(typed) (C(sum64-typedhash-v1)) sums one C(hash_record_extended) per row over the columns' own hash
-        functions, with a text fallback for types whose hash is not a function of the value (enums, json, domains);
-        about 5 times cheaper than V(md5). The manifest keeps a canary hash, so a server that hashes differently
+      - V(typed) (C(sum64-typedhash-v2)) sums one C(hash_record_extended) per row over the columns' own hash
+        functions, hashed once more so that values swapped between rows are seen, with a text fallback for types
+        whose hash is not a function of the value (enums, json, domains); about 5 times cheaper than V(md5). The
+        manifest keeps a canary hash, so a server that hashes differently
         (another CPU byte order) is reported as not comparable rather than as changed data.
       - V(md5) (C(sum64-md5-rowtext-v1)) hashes each row's text output; portable to any server, 5 times the CPU.
       - V(hash) (C(sum64-hashrecord-v1)) is kept for compatibility; see M(agbotkit.dr.db_manifest).
@@ -170,14 +171,18 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
     p = module.params
     pg_dump = find_tool(module, "pg_dump", p["pg_bin"])
     dump_dir = os.path.join(path, "dump")
-    if os.path.exists(path):
-        shutil.rmtree(path)  # a partial earlier attempt of this backup id (no valid manifest)
-    if not os.path.isdir(p["dest"]):
-        os.makedirs(p["dest"], mode=0o700)  # the backup folder: readable by its owner only
-    os.makedirs(path, mode=0o700)
-    started = time.monotonic()
-    holder = connector.session()
+    holder = connector.session()  # connect before anything is written: a database that does not answer fails here
     try:
+        try:
+            if os.path.exists(path):
+                shutil.rmtree(path)  # a partial earlier attempt of this backup id (no valid manifest)
+            if not os.path.isdir(p["dest"]):
+                os.makedirs(p["dest"], mode=0o700)  # the backup folder: readable by its owner only
+            os.makedirs(path, mode=0o700)
+        except OSError as exc:
+            raise AgbotDrError("Cannot write backup %s under %s: %s. Point dest (db_backup_dir) at a folder this "
+                               "user can write, with room for the dump" % (p["backup_id"], p["dest"], exc)) from exc
+        started = time.monotonic()
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.one("SELECT pg_catalog.pg_export_snapshot() AS id")["id"]
         result: dict = {}

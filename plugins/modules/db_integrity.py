@@ -177,8 +177,6 @@ queries:
 
 import copy  # noqa: E402
 import os  # noqa: E402
-import queue  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -194,11 +192,13 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     CHECKSUM_EXPRESSIONS,
     LIST_TABLES_SQL,
     ManifestCollector,
+    comparable,
     compare,
     normalize_table_name,
     parse_manifest,
     validate_manifest,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
     PgConnector,
     QueryRecorder,
@@ -340,12 +340,6 @@ class Checker:
         btree_sql = "SELECT %s.bt_index_check(index => %%s::regclass, heapallindexed => %%s)" % schema
         targets = session.query(AMCHECK_TARGETS_SQL)
         targets.sort(key=lambda t: (-(t["bytes"] or 0), t["name"]))
-        work: queue.Queue = queue.Queue()
-        for t in targets:
-            work.put(t)
-        results: dict = {}
-        fatal: list = []
-        lock = threading.Lock()
 
         def check_one(s, t) -> dict:
             entry = {"kind": t["kind"], "table": t["table_name"], "status": "ok", "errors": []}
@@ -366,34 +360,14 @@ class Checker:
                 entry["status"] = "errors"
             return entry
 
-        def loop(s):
-            try:
-                while not fatal:
-                    try:
-                        t = work.get_nowait()
-                    except queue.Empty:
-                        return
-                    entry = check_one(s, t)
-                    with lock:
-                        results[t["name"]] = entry
-            except Exception as exc:  # noqa: BLE001 - re-raised below, in the module's thread
-                with lock:
-                    fatal.append(exc)
-
         n = max(1, min(self.p["parallel"], len(targets)))
         sessions = [session] + [self.connector.session() for _ in range(n - 1)]
         try:
-            threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in sessions]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
+            entries = run_pool(sessions, targets, check_one)
         finally:
             for s in sessions[1:]:
                 s.close()
-        if fatal:
-            raise fatal[0]
-        return {k: results[k] for k in sorted(results)}
+        return {t["name"]: entries[i] for i, t in sorted(enumerate(targets), key=lambda pair: pair[1]["name"])}
 
     # (b) hypertables -----------------------------------------------------------------------
     def hypertables(self, session) -> tuple[dict, list[dict]]:
@@ -481,7 +455,8 @@ class Checker:
         for name in sorted(set(exp_tables) | set(obs_tables)):
             obs, exp = obs_tables.get(name), exp_tables.get(name)
             checksum_ok = None
-            if obs and exp and exp.get("checksum") is not None and obs.get("checksum") is not None:
+            if (obs and exp and exp.get("checksum") is not None and obs.get("checksum") is not None
+                    and comparable(expected, observed)):
                 checksum_ok = str(exp["checksum"]) == str(obs["checksum"])
             amcheck_status = "missing" if obs is None else per_table_amcheck.get(name, "skipped" if amcheck is None
                                                                                    else "ok")

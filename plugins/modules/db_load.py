@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Checks every artifact of the backup against the sha256 and size in its manifest before anything else, then
     creates O(target_db), restores the dump into it with parallel C(pg_restore), and runs C(ANALYZE) (on O(jobs)
-    connections, every table once).
+    connections; each table that is not a partition, and each partitioned root, which covers its partitions).
   - Where the manifest lists the C(timescaledb) extension, the server must offer the same extension version
     (otherwise the module fails before creating anything); the extension is created first and
     C(timescaledb_pre_restore()) / C(timescaledb_post_restore()) wrap the restore.
@@ -23,7 +23,8 @@ description:
     never touched - the module fails instead.
   - The restore runs in two C(pg_restore) calls. The first creates the schema (C(--section=pre-data)). Then
     autovacuum is switched off on every new table (C(autovacuum_enabled=false), also for its TOAST table) unless
-    the backup set that option itself, and the second call loads the data and builds the indexes and constraints
+    the backup set that option itself, the table belongs to an extension, or this role may not alter it; and
+    the second call loads the data and builds the indexes and constraints
     (C(--section=data --section=post-data), O(jobs) workers). After C(ANALYZE) the option is reset on exactly
     those tables. Without this, autovacuum starts on a table as soon as its data is in, and the index build that
     follows waits C(deadlock_timeout) for it to be cancelled, table after table, while both burn CPU (seen on
@@ -118,8 +119,6 @@ queries:
 
 import json
 import os
-import queue
-import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -131,6 +130,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (
     postgres_argument_spec,
     quote_ident,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     ToolError,
     conn_args,
@@ -144,11 +144,16 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_sta
 
 # Ordinary tables and partitions (relkind r) outside the system schemas whose reloptions do not set autovacuum
 # themselves, already quoted for SQL (regclass output). Partitioned parents have no storage and take no option.
+# Tables that belong to an extension (TimescaleDB's catalog, PostGIS's spatial_ref_sys) and tables this role
+# may not alter are left alone.
 PAUSABLE_TABLES_SQL = (
     "SELECT c.oid::pg_catalog.regclass::text AS name FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid "
     "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_' "
+    "AND pg_catalog.pg_has_role(c.relowner, 'USAGE') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e') "
     "AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(coalesce(c.reloptions, '{}') || coalesce(t.reloptions, '{}')) o "
     "WHERE o LIKE 'autovacuum_enabled=%') ORDER BY 1"
 )
@@ -166,36 +171,17 @@ ANALYZE_TARGETS_SQL = (
 
 
 def analyze(connector, session, jobs: int) -> None:
-    """ANALYZE the restored tables on up to `jobs` connections (the same work as a database-wide ANALYZE)."""
-    work = queue.Queue()
-    for row in session.query(ANALYZE_TARGETS_SQL):
-        work.put(row["name"])
-    errors = []
-
-    def loop(sess):
-        try:
-            while not errors:
-                try:
-                    name = work.get_nowait()
-                except queue.Empty:
-                    return
-                sess.execute("ANALYZE %s" % name)
-        except Exception as exc:  # noqa: BLE001 - re-raised below, in the module's thread
-            errors.append(exc)
-
-    extra = [connector.session() for _ in range(max(0, min(jobs, work.qsize()) - 1))]
+    """ANALYZE the restored tables on up to `jobs` connections: each table that is not a partition and each
+    partitioned root (which analyzes its partitions), as a database-wide ANALYZE would."""
+    names = [row["name"] for row in session.query(ANALYZE_TARGETS_SQL)]
+    extra = []
     try:
-        threads = [threading.Thread(target=loop, args=(x,), daemon=True) for x in extra]
-        for t in threads:
-            t.start()
-        loop(session)
-        for t in threads:
-            t.join()
+        for _ in range(max(0, min(jobs, len(names)) - 1)):
+            extra.append(connector.session())
+        run_pool([session, *extra], names, lambda s, name: s.execute("ANALYZE %s" % name))
     finally:
         for x in extra:
             x.close()
-    if errors:
-        raise errors[0]
 
 
 def load_manifest(path: str) -> dict:

@@ -45,12 +45,16 @@ options:
     default: true
   checksum_algorithm:
     description:
-      - V(typed) (recorded as C(sum64-typedhash-v1)) sums C(hash_record_extended(ROW(col, ...), 0)) per row. A
+      - V(typed) (recorded as C(sum64-typedhash-v2)) sums C(hash_record_extended(ROW(col, ...), 0)) per row. A
         column goes in as its value where its type hashes by value (integers, floats, numeric, boolean, text types,
         date and time types, interval, uuid, bytea, jsonb, inet, cidr, macaddr, and arrays of these); any other
         column (enums, whose hash is their OID and changes on restore, json, domains, composites, geometric types)
-        goes in as its text output. Text is hashed under C(COLLATE "C"). About 5 times cheaper than V(md5), since
-        no row is turned into text.
+        goes in as its text output. Text is hashed under C(COLLATE "C"). Each row's hash is hashed again
+        (C(hashfloat8extended(h::float8, 0))) before the sum, because C(hash_record_extended) combines columns
+        linearly and a plain sum would not see two rows swap a column's values. About 5 times cheaper than V(md5),
+        since no row is turned into text.
+      - Values that compare equal hash equal (numeric C(1.5) and C(1.50), interval C(1 day) and C(24 hours), float
+        C(-0) and C(0)), so such a change is not seen; V(md5) sees it.
       - These are the hash functions that hash partitioning uses, which pg_upgrade keeps working, but PostgreSQL
         does not document them as stable and they depend on the CPU's byte order. So the manifest also records
         C(checksum_canary), the hash of one fixed row of every type above; M(agbotkit.dr.db_integrity) recomputes
@@ -60,7 +64,7 @@ options:
         architectures, at about 5 times the CPU.
       - V(hash) (C(sum64-hashrecord-v1)) sums C(hash_record_extended(row, 0)) over the whole row. Kept so older
         manifests can be verified; it fails on types without a hash function (C(json), C(point), C(xml)), and a
-        restore changes the hash of enum columns.
+        restore changes the hash of enum columns, and its plain sum misses values swapped between rows.
       - M(agbotkit.dr.db_integrity) uses the algorithm the manifest names.
     type: str
     default: typed
@@ -155,10 +159,10 @@ manifest:
     checksum_algorithm:
       description: Algorithm of the row checksums, V(null) with O(checksums=false).
       type: str
-      sample: sum64-typedhash-v1
+      sample: sum64-typedhash-v2
     checksum_canary:
       description:
-        - With C(sum64-typedhash-v1), the server's hash of a fixed test row (see O(checksum_algorithm)); else V(null).
+        - With C(sum64-typedhash-v2), the server's hash of a fixed test row (see O(checksum_algorithm)); else V(null).
       type: str
       sample: "-4425196434171224553"
     schema_hash:

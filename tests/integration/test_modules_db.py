@@ -269,11 +269,11 @@ def _restore_copy(pg, db: str, seed) -> str:
 def test_typed_checksums_survive_dump_and_restore_of_every_kind_of_column(pg, db, workdir, seed):
     sql(pg, db, ODD_TYPES_SQL)
     m = manifest_of(pg, workdir, db)
-    assert m["checksum_algorithm"] == "sum64-typedhash-v1" and m["checksum_canary"]
+    assert m["checksum_algorithm"] == "sum64-typedhash-v2" and m["checksum_canary"]
     target = _restore_copy(pg, db, seed)
-    with _connect(pg, target) as c:  # the enum really got new OIDs, which is what whole-row hashing trips on
-        assert c.execute("SELECT oid FROM pg_type WHERE typname = 'mood'").fetchone() != \
-            _connect(pg, db).execute("SELECT oid FROM pg_type WHERE typname = 'mood'").fetchone()
+    oid_sql = "SELECT oid FROM pg_type WHERE typname = 'mood'"
+    with _connect(pg, target) as c, _connect(pg, db) as source:  # the enum really got new OIDs on the way
+        assert c.execute(oid_sql).fetchone() != source.execute(oid_sql).fetchone()
     res, out = adhoc(pg, workdir, target, "db_integrity", {"manifest": m, "amcheck": False})
     assert res["ok"] is True, out
     assert res["report"]["public.odd"]["checksum_ok"] is True
@@ -288,6 +288,50 @@ def test_typed_checksums_survive_dump_and_restore_of_every_kind_of_column(pg, db
         res, out = adhoc(pg, workdir, copy, "db_integrity", {"manifest": m, "amcheck": False,
                                                               "fail_on_mismatch": False})
         assert [(x["kind"], x["table"]) for x in res["mismatches"]] == [("checksum", "public.odd")], (change, out)
+
+
+@pytest.mark.parametrize("swap", [
+    # two orders trade their quantities, two fills their order ids: every column's total stays the same
+    "UPDATE orders o SET qty = x.qty FROM (VALUES (11, (SELECT qty FROM orders WHERE id = 12)), "
+    "(12, (SELECT qty FROM orders WHERE id = 11))) x(id, qty) WHERE o.id = x.id",
+    "UPDATE fills f SET order_id = x.o FROM (VALUES (21, (SELECT order_id FROM fills WHERE id = 22)), "
+    "(22, (SELECT order_id FROM fills WHERE id = 21))) x(id, o) WHERE f.id = x.id",
+])
+def test_values_swapped_between_rows_are_seen(pg, db, workdir, swap):
+    """hash_record_extended is linear in the column hashes; a plain sum of it misses this (sum64-typedhash-v1)."""
+    m = manifest_of(pg, workdir, db)
+    sql(pg, db, swap)
+    res, out = adhoc(pg, workdir, db, "db_integrity", {"manifest": m, "amcheck": False, "fail_on_mismatch": False})
+    kinds = [(x["kind"], x["table"]) for x in res["mismatches"]]
+    assert len(kinds) == 1 and kinds[0][0] == "checksum", out
+
+
+def test_db_load_pauses_autovacuum_and_puts_every_table_back_as_it_was(pg, db, workdir, seed):
+    """db_dump then db_load: autovacuum off only while loading, a table's own setting kept, ANALYZE done."""
+    sql(pg, db, "ALTER TABLE fills SET (autovacuum_enabled = false)")
+    dest = workdir / ("dump-" + db)
+    res, out = adhoc(pg, workdir, db, "db_dump", {"backup_id": "b1", "dest": str(dest), "login_db": db})
+    assert res.get("changed") is True and set(res["timings"]) == {"pg_dump", "manifest", "sha256"}, out
+    assert oct(dest.stat().st_mode & 0o777) == "0o700"
+    target = db + "_load"
+    seed["made"].append(target)
+    res, out = adhoc(pg, workdir, db, "db_load", {"backup_path": str(dest / "b1"), "target_db": target,
+                                                  "login_db": "postgres", "jobs": 2})
+    assert res.get("changed") is True, out
+    assert res["autovacuum_paused"] == ["public.orders", "trading.metrics"], out  # fills set it itself
+    assert set(res["timings"]) == {"create", "pre_data", "load", "analyze", "mark"}, out
+    with _connect(pg, target) as c:
+        options = dict(c.execute(
+            "SELECT c.oid::regclass::text, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname IN ('public', 'trading')").fetchall())
+        analyzed = {r[0] for r in c.execute("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")}
+        counts = c.execute("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM fills)").fetchone()
+    assert options == {"orders": None, "fills": ["autovacuum_enabled=false"], "trading.metrics": None}, options
+    assert analyzed == {"orders", "fills", "metrics"}, analyzed
+    assert counts == (2000, 1000)
+    res, out = adhoc(pg, workdir, db, "db_integrity", {"manifest_path": str(dest / "b1" / "manifest.json"),
+                                                       "login_db": target, "amcheck_install": True})
+    assert res["ok"] is True, out
 
 
 def test_whole_row_hash_trips_on_enums_after_restore(pg, db, workdir, seed):

@@ -95,6 +95,10 @@ def test_default_algorithm_is_typed_and_hashes_values_or_text():
                    'agbot__r."price", (agbot__r."side")::text COLLATE "C", agbot__r."tags" COLLATE "C", '
                    'agbot__r."time"')
     assert "md5" not in sql
+    # each row's hash is hashed again: hash_record_extended alone is linear in the column hashes
+    assert sql.startswith("SELECT count(*) AS rows, coalesce(sum(pg_catalog.hashfloat8extended("
+                          "pg_catalog.hash_record_extended(ROW(")
+    assert "), 0)::float8, 0)), 0)::text AS checksum" in sql
     # a table without columns cannot build ROW(): md5 of the (empty) row text
     assert "md5(agbot__r::text)" in m.table_stats_sql("empty", None, True, [])
 
@@ -221,6 +225,16 @@ def test_compare_canary_differs_reports_not_comparable_instead_of_changed_rows()
     assert m.compare(exp, obs, checksums=False) == []
     obs["checksum_canary"] = "111"
     assert kinds(m.compare(exp, obs)) == [("checksum", "public.orders")]
+
+
+def test_comparable_needs_the_same_algorithm_and_canary():
+    md5 = {"checksum_algorithm": m.MD5_CHECKSUM_ALGORITHM}
+    typed = {"checksum_algorithm": m.TYPED_CHECKSUM_ALGORITHM, "checksum_canary": "7"}
+    assert m.comparable(md5, dict(md5)) and m.comparable(typed, dict(typed))
+    assert m.comparable(md5, dict(md5, checksum_canary=None))  # older manifests have no canary key
+    assert not m.comparable(typed, dict(typed, checksum_canary="8"))
+    assert not m.comparable(typed, md5) and not m.comparable(md5, typed)
+    assert not m.comparable({"checksum_algorithm": None}, {"checksum_algorithm": None})  # counts only
 
 
 def test_compare_algorithm_mismatch_is_reported_not_checksums():
