@@ -80,12 +80,13 @@ HASH_CHECKSUM_ALGORITHM = "sum64-hashrecord-v1"  # read for old manifests; see t
 CHECKSUM_ALGORITHM = TYPED_CHECKSUM_ALGORITHM  # the default
 CHECKSUM_ALGORITHMS = {"typed": TYPED_CHECKSUM_ALGORITHM, "md5": MD5_CHECKSUM_ALGORITHM,
                        "hash": HASH_CHECKSUM_ALGORITHM}
-# Per-table expressions; the typed one is built from the table's columns (typed_hash_expression).
+# The algorithms with one expression for every table; the typed one is built from the table's columns
+# (typed_hash_expression).
 CHECKSUM_EXPRESSIONS = {
     MD5_CHECKSUM_ALGORITHM: "coalesce(sum(('x' || substr(md5(agbot__r::text), 1, 16))::bit(64)::bigint), 0)::text",
     HASH_CHECKSUM_ALGORITHM: "coalesce(sum(hash_record_extended(agbot__r, 0)), 0)::text",
-    TYPED_CHECKSUM_ALGORITHM: None,
 }
+KNOWN_CHECKSUM_ALGORITHMS = frozenset(CHECKSUM_ALGORITHMS.values())
 # Types (format_type without typmod) whose extended hash function hashes the value itself; arrays
 # of them hash element by element. Anything else is hashed as its text output.
 VALUE_HASHED_TYPES = frozenset((
@@ -242,8 +243,8 @@ def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
                     columns: list[dict] | None = None) -> str:
     """One pass over the table: count, order-independent checksum, max(time column).
 
-    checksums: False, True (the default algorithm) or an algorithm name of CHECKSUM_EXPRESSIONS.
-    columns: the table's columns in attribute order (needed by the typed algorithm)."""
+    checksums: False, True (the default algorithm) or an algorithm name of KNOWN_CHECKSUM_ALGORITHMS.
+    columns: the table's columns (needed by the typed algorithm, which orders them by name)."""
     parts = ["count(*) AS rows"]
     if checksums:
         algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
@@ -409,8 +410,9 @@ class ManifestCollector:
     the same instant while several tables are scanned at once. Largest tables go first."""
 
     def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM):
-        if algorithm not in CHECKSUM_EXPRESSIONS:
-            raise ValueError("unknown checksum algorithm %r (known: %s)" % (algorithm, ", ".join(CHECKSUM_EXPRESSIONS)))
+        if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
+            raise ValueError("unknown checksum algorithm %r (known: %s)" % (
+                algorithm, ", ".join(sorted(KNOWN_CHECKSUM_ALGORITHMS))))
         self.connector = connector
         self.checksums = algorithm if checksums else False
         self.algorithm = algorithm

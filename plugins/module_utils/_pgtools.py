@@ -66,8 +66,8 @@ def pg_restore_runner(module, binary: str) -> CmdRunner:
         jobs=cmd_runner_fmt.as_opt_val("--jobs"),
         exit_on_error=cmd_runner_fmt.as_fixed("--exit-on-error"),
         no_owner=cmd_runner_fmt.as_fixed("--no-owner"),
-        # one or more sections: --section=data --section=post-data
-        section=cmd_runner_fmt.as_func(lambda v: ["--section=%s" % x for x in ([v] if isinstance(v, str) else v)]),
+        # a list of sections: --section=data --section=post-data
+        section=cmd_runner_fmt.as_func(lambda sections: ["--section=%s" % x for x in sections]),
         list=cmd_runner_fmt.as_fixed("--list"),
         source=cmd_runner_fmt.as_list(),
     )

@@ -52,8 +52,8 @@ options:
       - V(typed) (C(sum64-typedhash-v2)) sums one C(hash_record_extended) per row over the columns' own hash
         functions, hashed once more so that values swapped between rows are seen, with a text fallback for types
         whose hash is not a function of the value (enums, json, domains); about 5 times cheaper than V(md5). The
-        manifest keeps a canary hash, so a server that hashes differently
-        (another CPU byte order) is reported as not comparable rather than as changed data.
+        manifest keeps a canary hash, so a server that hashes differently (another CPU byte order) is reported as
+        not comparable rather than as changed data.
       - V(md5) (C(sum64-md5-rowtext-v1)) hashes each row's text output; portable to any server, 5 times the CPU.
       - V(hash) (C(sum64-hashrecord-v1)) is kept for compatibility; see M(agbotkit.dr.db_manifest).
     type: str

@@ -189,7 +189,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._errors import (  # no
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # noqa: E402
     CHECKSUM_ALGORITHM,
-    CHECKSUM_EXPRESSIONS,
+    KNOWN_CHECKSUM_ALGORITHMS,
     LIST_TABLES_SQL,
     ManifestCollector,
     comparable,
@@ -290,7 +290,7 @@ class Checker:
         if expected is None:
             checksums = False  # nothing to compare them with
         algorithm = (expected or {}).get("checksum_algorithm") or CHECKSUM_ALGORITHM
-        if algorithm not in CHECKSUM_EXPRESSIONS:
+        if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
             raise ManifestError("Failed to verify: the manifest's checksum algorithm %s is unknown to this version of "
                                 "agbotkit.dr; upgrade the collection or use checksums: false" % algorithm)
         collector = ManifestCollector(self.connector, checksums=checksums, parallel=p["parallel"], algorithm=algorithm)
