@@ -126,6 +126,28 @@ class Kubelet:
         self.pods: dict[tuple[str, str], PodProcs] = {}
         self.stopping: list[subprocess.Popen] = []   # terminated, not yet reaped
         self._listed: str = ""
+        self._stop_leftovers()
+
+    def _stop_leftovers(self) -> None:
+        """An emulator that was killed (no SIGTERM) left its pods' processes: stop them, forget their folders."""
+        try:
+            rows = json.loads((self.root / "processes.json").read_text())
+        except (OSError, ValueError):
+            rows = []
+        for row in rows if isinstance(rows, list) else []:
+            try:
+                pid = int(row["pid"])
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except (OSError, KeyError, TypeError, ValueError):
+                continue
+            if row.get("folder") and row["folder"] in cmdline:  # still that process, not a reused pid
+                log.warning("stopping pid %d of pod %s/%s left by a previous emulator", pid, row.get("namespace"),
+                            row.get("pod"))
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root / "pods")
+        self.write_list()
 
     # ------------------------------------------------------------------ which pods
 
