@@ -396,6 +396,23 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def pod_processes() -> list[dict]:
+    """Pods the Kubernetes emulator runs as processes (its <lab-dir>/k8s/processes.json), still alive."""
+    try:
+        rows = json.loads((LAB_DIR / "k8s" / "processes.json").read_text())
+    except (OSError, ValueError):
+        return []
+    alive = []
+    for row in rows if isinstance(rows, list) else []:
+        try:  # the same process still: its command line names the pod's folder
+            cmdline = Path(f"/proc/{int(row['pid'])}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+        if row.get("folder") and row["folder"] in cmdline:
+            alive.append(row)
+    return alive
+
+
 def cmd_down(_args, quiet: bool = False) -> int:
     stopped = []
     for svc in services():
@@ -404,6 +421,12 @@ def cmd_down(_args, quiet: bool = False) -> int:
             stop_pid(pid)
             stopped.append(svc.name)
         svc.pidfile.unlink(missing_ok=True)
+    # the emulator stops its pods' processes on SIGTERM; these are what a killed emulator left behind
+    leftovers = pod_processes()
+    for row in leftovers:
+        stop_pid(int(row["pid"]), timeout=3.0)
+    if leftovers:
+        stopped.append(f"{len(leftovers)} pod process(es) the emulator left")
     if LAB_DIR.exists() and pg_stop():
         stopped.append("postgresql")
     if stopped and not quiet:
@@ -428,6 +451,10 @@ def cmd_status(_args) -> int:
         bad += not ok
         ports = "/".join(str(port(p)) for p in svc.ports)
         print(f"{svc.name:10} {'up' if ok else 'DOWN':5} port {ports:<6} pid {pid or '-'}")
+    for row in pod_processes():
+        where = f"{row['cluster']}/{row['namespace']}/{row['pod']}"
+        state = "ready" if row.get("ready") else "up"
+        print(f"{'  pod':10} {state:5} port {row['port']:<6} pid {row['pid']:<7} {where}")
     faults = sorted(p.name for p in (LAB_DIR / "faults").glob("*.*") if p.is_file())
     print("faults on: " + (", ".join(faults) if faults else "none"))
     return 1 if bad else 0
@@ -442,7 +469,7 @@ KNOWN_FAULTS = {
     "aws.throttle": "throttle AWS calls ({service, action, count})",
     "aws.error": "500 InternalError on AWS calls ({service, action, count})",
     "aws.down": "every AWS call fails",
-    "k8s.node_notready": "nodes report NotReady ({nodes: [...]}, default all)",
+    "k8s.node_notready": "nodes report NotReady, their pod processes stop ({nodes: [...]}, default all)",
     "k8s.rollout_stuck": "named deployments never become available ({deployments: [...]})",
     "k8s.api_error": "every Kubernetes API call answers 500",
     "minibot.down": "the bot's API refuses every request",
