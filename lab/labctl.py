@@ -419,6 +419,23 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def pod_processes() -> list[dict]:
+    """Pods the Kubernetes emulator runs as processes (its <lab-dir>/k8s/processes.json), still alive."""
+    try:
+        rows = json.loads((LAB_DIR / "k8s" / "processes.json").read_text())
+    except (OSError, ValueError):
+        return []
+    alive = []
+    for row in rows if isinstance(rows, list) else []:
+        try:  # the same process still: its command line names the pod's folder
+            cmdline = Path(f"/proc/{int(row['pid'])}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+        if row.get("folder") and row["folder"] in cmdline:
+            alive.append(row)
+    return alive
+
+
 def cmd_down(_args, quiet: bool = False) -> int:
     stopped = []
     for svc in services():
@@ -430,6 +447,12 @@ def cmd_down(_args, quiet: bool = False) -> int:
     for folder in rds_instances():
         if rds_standin.stop_cluster(PG_BIN, folder):
             stopped.append(f"rds {folder.parent.name}/{folder.name}")
+    # the emulator stops its pods' processes on SIGTERM; these are what a killed emulator left behind
+    leftovers = pod_processes()
+    for row in leftovers:
+        stop_pid(int(row["pid"]), timeout=3.0)
+    if leftovers:
+        stopped.append(f"{len(leftovers)} pod process(es) the emulator left")
     if LAB_DIR.exists() and pg_stop():
         stopped.append("postgresql")
     if stopped and not quiet:
@@ -462,6 +485,10 @@ def cmd_status(_args) -> int:
         pid = read_pid(folder / "data" / "postmaster.pid")
         print(f"{'rds':10} {'up' if pid else 'DOWN':5} port {meta.get('port', '-'):<6} pid {pid or '-'}  "
               f"{folder.parent.name}/{folder.name} (restored RDS instance)")
+    for row in pod_processes():
+        where = f"{row['cluster']}/{row['namespace']}/{row['pod']}"
+        state = "ready" if row.get("ready") else "up"
+        print(f"{'  pod':10} {state:5} port {row['port']:<6} pid {row['pid']:<7} {where}")
     faults = sorted(p.name for p in (LAB_DIR / "faults").glob("*.*") if p.is_file())
     print("faults on: " + (", ".join(faults) if faults else "none"))
     return 1 if bad else 0

@@ -111,3 +111,52 @@ resource "aws_eks_cluster" "dr" {
 
   depends_on = [aws_iam_role_policy_attachment.eks]
 }
+
+# --- DR EKS node group: the nodes the applications run on ------------------------------------
+
+data "aws_iam_policy_document" "node_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  count              = var.create_eks_cluster ? 1 : 0
+  name               = "${var.name_prefix}-eks-node"
+  assume_role_policy = data.aws_iam_policy_document.node_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "node" {
+  for_each   = var.create_eks_cluster ? toset(var.eks_node_policy_arns) : toset([])
+  role       = aws_iam_role.node[0].name
+  policy_arn = each.value
+}
+
+resource "aws_eks_node_group" "general" {
+  count           = var.create_eks_cluster ? 1 : 0
+  cluster_name    = aws_eks_cluster.dr[0].name
+  node_group_name = var.eks_node_group_name
+  node_role_arn   = aws_iam_role.node[0].arn
+  subnet_ids      = aws_subnet.private[*].id
+  instance_types  = var.eks_node_instance_types
+  capacity_type   = "ON_DEMAND"
+  labels          = { "eks.amazonaws.com/nodegroup" = var.eks_node_group_name }
+
+  scaling_config {
+    desired_size = var.eks_node_count
+    min_size     = 1
+    max_size     = max(var.eks_node_count, var.eks_node_max_count)
+  }
+
+  lifecycle {
+    # moto (the lab) reports an SSH key nobody set, which would force a replacement on every plan; the DR
+    # node group never sets remote access, so ignoring it changes nothing on AWS
+    ignore_changes = [remote_access]
+  }
+
+  depends_on = [aws_iam_role_policy_attachment.node]
+}

@@ -32,3 +32,13 @@ output "eks_cluster_role_arn" {
   description = "IAM role of the DR EKS cluster."
   value       = var.create_eks_cluster ? aws_iam_role.eks[0].arn : ""
 }
+
+output "eks_node_group_name" {
+  description = "Managed node group of the DR EKS cluster (empty when create_eks_cluster is false)."
+  value       = var.create_eks_cluster ? aws_eks_node_group.general[0].node_group_name : ""
+}
+
+output "eks_node_group_status" {
+  description = "Status of the DR node group as EKS reported it at apply (ACTIVE)."
+  value       = var.create_eks_cluster ? aws_eks_node_group.general[0].status : ""
+}

@@ -73,3 +73,37 @@ variable "tags" {
     ManagedBy   = "agbotkit.dr/infra_failover"
   }
 }
+
+variable "eks_node_group_name" {
+  description = "Managed node group of the DR EKS cluster (the lab's emulator labels its nodes with it)."
+  type        = string
+  default     = "general"
+}
+
+variable "eks_node_instance_types" {
+  description = "Instance types of the DR node group (as production's)."
+  type        = list(string)
+  default     = ["m5.large"]
+}
+
+variable "eks_node_count" {
+  description = "Nodes the DR node group starts with (desired size)."
+  type        = number
+  default     = 3
+}
+
+variable "eks_node_max_count" {
+  description = "Most nodes the DR node group may scale to."
+  type        = number
+  default     = 6
+}
+
+variable "eks_node_policy_arns" {
+  description = "Managed policies attached to the node role (the lab's moto has no AWS managed policies: [])."
+  type        = list(string)
+  default = [
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+  ]
+}

@@ -41,6 +41,7 @@ from k8s_util import (
 from kmock._internal import loading
 
 ROLLOUT_DELAY = 1.0  # seconds between a spec change and the workload becoming available
+NAMESPACE_GRACE = 1.0  # seconds a deleted namespace stays Terminating before its contents go
 HIDDEN_GROUPS = {"metrics.k8s.io", "gateway.networking.k8s.io"}  # not on a stock EKS cluster
 
 
@@ -172,6 +173,8 @@ class Cluster:
         self.watchers: set[Watcher] = set()
         self.changed_at: dict[tuple, float] = {}
         self.ip_counter = 10
+        self.kubelet: Any = None  # k8s_kubelet.Kubelet when the emulator runs pods of known images
+        self.terminating: dict[str, float] = {}  # namespace -> when its deletion was asked
 
     # ------------------------------------------------------------------ low-level store
 
@@ -210,6 +213,8 @@ class Cluster:
         self.objects[key].delete()
         self._emit(key[0], "DELETED", obj)
         self.changed_at.pop(key, None)
+        if self.kubelet is not None and obj.get("kind") == "Pod":
+            self.kubelet.remove(self.name, obj["metadata"].get("uid"))
         return obj
 
     def _items(self, info: ResInfo, ns: str | None = None) -> list[tuple[tuple, dict]]:
@@ -254,6 +259,10 @@ class Cluster:
                                                   "the namespace sent on the request")
             ns = ns or body_ns or "default"
             self._require_namespace(ns)
+            if ns in self.terminating:
+                raise ApiError(403, "Forbidden", f'{info.plural} "{name}" is forbidden: unable to create new '
+                               f"content in namespace {ns} because it is being terminated",
+                               {"name": name, "group": info.group, "kind": info.plural})
         key = self._key(info, ns, name)
         if self._load(key) is not None:
             raise ApiError(409, "AlreadyExists", f'{info.qualified} "{name}" already exists',
@@ -318,7 +327,7 @@ class Cluster:
         if dry_run:
             return self._present(info, obj)
         if info.kind == "Namespace":
-            self._delete_namespace_contents(name)
+            return self._present(info, self._terminate_namespace(key, obj))
         removed = self._remove(key)
         if propagation != "Orphan":
             self.collect_garbage()
@@ -429,14 +438,37 @@ class Cluster:
 
     def _after_write(self, info: ResInfo, key: tuple, obj: dict) -> None:
         if info.kind == "Pod" and not (obj.get("status") or {}).get("phase"):
-            self._run_pod(key, obj, ready=True)
+            self._sync_pod(key, obj, ready=True)
         if info.kind == "Node" and not (obj.get("status") or {}).get("conditions"):
             self._node_status(key, obj, ready=True)
 
-    def _delete_namespace_contents(self, ns: str) -> None:
-        for key in list(self.objects.keys()):
-            if key[1] == ns and not self.objects[key].deleted:
-                self._remove(key)
+    def _terminate_namespace(self, key: tuple, obj: dict) -> dict:
+        """Namespace deletion as on a real cluster: phase Terminating now, the contents removed by the
+        namespace controller (after NAMESPACE_GRACE seconds), then the namespace itself."""
+        name = key[2]
+        if name in self.terminating:
+            return obj
+        self.terminating[name] = time.monotonic()
+        obj["metadata"]["deletionTimestamp"] = now_iso()
+        obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        obj.setdefault("status", {})["phase"] = "Terminating"
+        obj["status"]["conditions"] = [
+            {"type": "NamespaceDeletionContentFailure", "status": "False", "reason": "ContentDeleted",
+             "message": "All content successfully deleted, may be waiting on finalization",
+             "lastTransitionTime": now_iso()}]
+        return self._store(key, obj, "MODIFIED")
+
+    def _finish_namespaces(self) -> None:
+        now = time.monotonic()
+        ns_info = self.info("", "namespaces")
+        for name, since in list(self.terminating.items()):
+            if now - since < NAMESPACE_GRACE:
+                continue
+            for key in list(self.objects.keys()):
+                if key[1] == name and not self.objects[key].deleted:
+                    self._remove(key)
+            self._remove(self._key(ns_info, None, name))
+            del self.terminating[name]
 
     # ------------------------------------------------------------------ watch
 
@@ -495,6 +527,13 @@ class Cluster:
         for key, obj in self._items(rs_info):
             if not self._owner_uid(obj, "Deployment"):
                 self._reconcile_replicaset(rs_info, key, obj, ready=True)
+        if self.kubelet is not None:  # pods created directly; the others were synced by their controller
+            pods = self._items(self.info("", "pods"))
+            for key, pod in pods:
+                if not self._owner_uid(pod) and self.kubelet.manages(pod):
+                    self._sync_pod(key, pod, ready=True)
+            self.kubelet.retain(self.name, {p["metadata"].get("uid") for _, p in pods})
+        self._finish_namespaces()
         self.collect_garbage()
 
     # nodes --------------------------------------------------------------------
@@ -548,6 +587,13 @@ class Cluster:
             spec.pop("taints", None)
         self._store(key, obj, "MODIFIED")
 
+    def _node_ready(self, name: str | None) -> bool:
+        node = self._load(self._key(self.info("", "nodes"), None, name or "")) if name else None
+        if node is None:
+            return True
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (node.get("status") or {}).get("conditions") or [])
+
     def _pick_node(self) -> str:
         nodes = [o for _, o in self._items(self.info("", "nodes"))]
         if not nodes:
@@ -599,6 +645,53 @@ class Cluster:
         pod["status"] = status
         return self._store(key, pod, "MODIFIED")
 
+    def _sync_pod(self, key: tuple, pod: dict, ready: bool, phase: str | None = None) -> dict:
+        """Bring a pod's status to what it should be: a pod of a known image runs as processes (the
+        kubelet reports), any other pod is Running/Ready (or Pending while `ready` is False) at once."""
+        if self.kubelet is None or phase is not None or not self.kubelet.manages(pod):
+            if phase is not None or not self._pod_state_ok(pod, ready):
+                return self._run_pod(key, pod, ready, phase)
+            return pod
+        spec = pod.setdefault("spec", {})
+        if not spec.get("nodeName"):
+            spec["nodeName"] = self._pick_node()
+        node_ok = self._node_ready(spec["nodeName"])
+        run = ready and node_ok
+        why = "" if run else ("NodeNotReady" if not node_ok else "RolloutStuck")
+        return self._kubelet_status(key, pod, self.kubelet.sync(self, pod, run, why))
+
+    def _kubelet_status(self, key: tuple, pod: dict, view: dict) -> dict:
+        ts = now_iso()
+        spec = pod["spec"]
+        old = pod.get("status") or {}
+        status = copy.deepcopy(old)
+        if not status.get("podIP"):
+            self.ip_counter += 1
+            status["podIP"] = f"10.0.{(self.ip_counter // 250) % 250 + 100}.{self.ip_counter % 250 + 1}"
+            status["podIPs"] = [{"ip": status["podIP"]}]
+        status["hostIP"] = _node_ip(spec["nodeName"])
+        status.setdefault("startTime", ts)
+        status["qosClass"] = "BestEffort"
+        status["phase"] = "Running" if view["running"] or old.get("phase") == "Running" else "Pending"
+        ready = bool(view["containers"]) and all(c["ready"] for c in view["containers"])
+        old_conds = {c.get("type"): c for c in old.get("conditions") or []}
+        conds = []
+        for ctype, flag in (("Initialized", True), ("Ready", ready), ("ContainersReady", ready),
+                            ("PodScheduled", True)):
+            value = "True" if flag else "False"
+            prev = old_conds.get(ctype) or {}
+            conds.append({"type": ctype, "status": value,
+                          "lastTransitionTime": prev.get("lastTransitionTime") if prev.get("status") == value
+                          else ts})
+        status["conditions"] = conds
+        images = {c.get("name"): c.get("image", "") for c in spec.get("containers") or []}
+        status["containerStatuses"] = [{**c, "image": images.get(c["name"], ""), "imageID": ""}
+                                       for c in view["containers"]]
+        if status == old:
+            return pod
+        pod["status"] = status
+        return self._store(key, pod, "MODIFIED")
+
     def _pods_owned_by(self, uid: str) -> list[tuple[tuple, dict]]:
         return [(k, p) for k, p in self._items(self.info("", "pods")) if self._owner_uid(p) == uid]
 
@@ -626,7 +719,7 @@ class Cluster:
         info = self.info("", "pods")
         key = self._key(info, ns, name)
         stored = self._store(key, self._admit(info, ns, pod, None), "ADDED")
-        self._run_pod(key, stored, ready, phase)
+        self._sync_pod(key, stored, ready, phase)
 
     def _pod_state_ok(self, pod: dict, ready: bool) -> bool:
         st = pod.get("status") or {}
@@ -648,8 +741,7 @@ class Cluster:
         for _ in range(want - len(pods)):
             self._new_pod(ns, f"{key[2]}-{_rand()}", template, labels, rs, ready=ready)
         for pkey, pod in self._pods_owned_by(uid):
-            if not self._pod_state_ok(pod, ready):
-                self._run_pod(pkey, pod, ready)
+            self._sync_pod(pkey, pod, ready)
         pods = self._pods_owned_by(uid)
         n_ready = sum(1 for _, p in pods if self._pod_state_ok(p, True))
         status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": n_ready,
@@ -702,10 +794,16 @@ class Cluster:
         if want - available > 0:
             status["unavailableReplicas"] = want - available
         old_conds = {c["type"]: c for c in (dep.get("status") or {}).get("conditions") or []}
-        if stuck:
-            conds = [("Available", "False", "MinimumReplicasUnavailable",
-                      "Deployment does not have minimum availability."),
-                     ("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')]
+        # Available as the deployment controller computes it: at least replicas - maxUnavailable answer
+        min_available = want - _max_unavailable(spec, want)
+        if stuck or available < min_available or available < want:
+            progressing = ("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+            if available >= min_available and not stuck:
+                conds = [("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+                         progressing]
+            else:
+                conds = [("Available", "False", "MinimumReplicasUnavailable",
+                          "Deployment does not have minimum availability."), progressing]
         else:
             conds = [("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
                      ("Progressing", "True", "NewReplicaSetAvailable",
@@ -748,8 +846,8 @@ class Cluster:
                 tmpl = copy.deepcopy(template)
                 tmpl.setdefault("spec", {}).setdefault("hostname", pname)
                 self._new_pod(ns, pname, tmpl, labels, sts, ready=not stuck)
-            elif not self._pod_state_ok(pod, not stuck):
-                self._run_pod(pkey, pod, not stuck)
+            else:
+                self._sync_pod(pkey, pod, not stuck)
         for pkey, _ in self._pods_owned_by(uid):
             idx = pkey[2].rsplit("-", 1)[-1]
             if not idx.isdigit() or int(idx) >= want:
@@ -807,6 +905,23 @@ class Cluster:
                 return
             for key in orphans:
                 self._remove(key)
+
+
+def _max_unavailable(spec: dict, want: int) -> int:
+    """spec.strategy.rollingUpdate.maxUnavailable as a number of pods (a percentage rounds down)."""
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "Recreate":
+        return 0
+    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            return want * int(value[:-1]) // 100
+        except ValueError:
+            return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _node_ip(name: str) -> str:

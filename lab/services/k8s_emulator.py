@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import yaml
 from aiohttp import WSMsgType, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, fault, secrets, setup_logging  # noqa: E402
 from k8s_cluster import ApiError, Cluster, Discovery, ResInfo  # noqa: E402
+from k8s_kubelet import Kubelet  # noqa: E402
 from k8s_util import apply_patch, dig, selector_from_match_labels, to_table  # noqa: E402
 
 PRODUCTION = "ag-botkit-production-eks"
@@ -107,12 +109,15 @@ class Emulator:
         self.clusters: dict[str, Cluster] = {}
         self.procs: set[asyncio.subprocess.Process] = set()
         self.stopping = asyncio.Event()
+        self.kubelet = Kubelet(lab_dir)
+        self.proxy_session: Any = None
 
     # ------------------------------------------------------------------ clusters & seed
 
     def cluster(self, name: str) -> Cluster:
         if name not in self.clusters:
             c = Cluster(name, self.disc, self.lab_dir)
+            c.kubelet = self.kubelet
             self.clusters[name] = c
             self._seed(c)
             c.reconcile(force=True)
@@ -246,6 +251,9 @@ class Emulator:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
         sub = "/".join(rest[2:]) or None
+        if group == "" and plural in ("services", "pods") and ns and name and len(rest) >= 3 \
+                and rest[2] == "proxy":
+            return await self.proxy(request, cluster, plural, ns, name, rest[3:])
         info = self.disc.lookup(group, version, plural)
         if info is None or (sub and sub not in info.subresources):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -447,6 +455,9 @@ class Emulator:
         app = labels.get("app") or labels.get("app.kubernetes.io/name") or ""
         lines: list[str] = []
         service_log = self.lab_dir / "logs" / f"{app}.log" if app else None
+        own = self.kubelet.log_file(cluster.name, pod["metadata"].get("uid", ""), q.get("container"))
+        if own is not None:  # a pod that runs as a process: its own output
+            service_log = own
         if service_log and service_log.is_file():
             with contextlib.suppress(OSError):
                 lines = service_log.read_text(errors="replace").splitlines()[-1000:]
@@ -590,10 +601,89 @@ class Emulator:
             await feeder
         return ws
 
+    # ------------------------------------------------------------------ service and pod proxy
+
+    def _proxy_target(self, cluster: Cluster, plural: str, ns: str, ref: str) -> tuple[str, int]:
+        """(what, local port) behind `services/[scheme:]NAME[:PORT]` or `pods/[scheme:]NAME[:PORT]`."""
+        parts = ref.split(":")
+        if len(parts) == 3:
+            scheme, name, port = parts
+        elif len(parts) == 2:
+            scheme, name, port = "", parts[0], parts[1]
+        else:
+            scheme, name, port = "", parts[0], ""
+        if scheme not in ("", "http"):
+            raise ApiError(400, "BadRequest", f"the lab proxies plain http only, not {scheme}")
+        pod_info = cluster.info("", "pods")
+        if plural == "pods":
+            pod = cluster.get(pod_info, ns, name)
+            if not self.kubelet.manages(pod):
+                raise ApiError(503, "ServiceUnavailable", f'pod "{name}" runs no process in the lab (image not '
+                               "known to the emulator), so there is nothing to proxy to")
+            wanted: Any = port or (((pod["spec"].get("containers") or [{}])[0].get("ports") or [{}])[0]
+                                   .get("containerPort", ""))
+            local = self.kubelet.endpoint(cluster.name, pod["metadata"]["uid"], wanted)
+            if local is None:
+                raise ApiError(503, "ServiceUnavailable", f'pod "{name}" has no running container on port {wanted}')
+            return f"pod {ns}/{name}", local
+        svc = cluster.get(cluster.info("", "services"), ns, name)
+        ports = (svc.get("spec") or {}).get("ports") or []
+        sp = next((p for p in ports if port in (str(p.get("port")), p.get("name"))), None) if port else \
+            (ports[0] if len(ports) == 1 else None)
+        if sp is None:
+            raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{ref}"')
+        target = sp.get("targetPort", sp.get("port"))
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        candidates = []
+        if selector:
+            sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            for pod in cluster.list(pod_info, ns, sel):
+                ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in (pod.get("status") or {}).get("conditions") or [])
+                if not ready or not self.kubelet.manages(pod):
+                    continue
+                want = target
+                if isinstance(target, str) and not target.isdigit():  # a named port of the container
+                    want = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
+                                 for p in c.get("ports") or [] if p.get("name") == target), target)
+                local = self.kubelet.endpoint(cluster.name, pod["metadata"]["uid"], want)
+                if local is not None:
+                    candidates.append((pod["metadata"]["name"], local))
+        if not candidates:
+            raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+        pod_name, local = candidates[int(time.monotonic() * 1000) % len(candidates)]
+        return f"service {ns}/{name} (pod {pod_name})", local
+
+    async def proxy(self, request: web.Request, cluster: Cluster, plural: str, ns: str, ref: str,
+                    tail: list[str]) -> web.StreamResponse:
+        what, local = self._proxy_target(cluster, plural, ns, ref)
+        path = "/" + "/".join(tail)
+        if request.path.endswith("/") and tail:
+            path += "/"
+        if self.proxy_session is None:
+            self.proxy_session = aiohttp.ClientSession()
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "authorization", "content-length", "transfer-encoding", "connection")}
+        body = await request.read()
+        try:
+            async with self.proxy_session.request(request.method, f"http://127.0.0.1:{local}{path}",
+                                                  params=request.query, data=body or None, headers=headers,
+                                                  allow_redirects=False,
+                                                  timeout=aiohttp.ClientTimeout(total=30)) as r:
+                payload = await r.read()
+                out = {k: v for k, v in r.headers.items()
+                       if k.lower() in ("content-type", "location", "cache-control", "www-authenticate")}
+                return web.Response(status=r.status, body=payload, headers=out)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach {what}: {e}") from e
+
     # ------------------------------------------------------------------ lifecycle
 
     async def shutdown(self) -> None:
         self.stopping.set()
+        self.kubelet.stop_all()
+        if self.proxy_session is not None:
+            await self.proxy_session.close()
         for c in self.clusters.values():
             for w in list(c.watchers):
                 w.queue.put_nowait(None)
@@ -622,12 +712,14 @@ async def serve(host: str, port: int, lab_dir: Path, seed_file: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ctl = asyncio.create_task(emu.controllers())
+    probes = asyncio.create_task(emu.kubelet.probe_loop(emu.stopping))
     await stop.wait()
     log.info("stopping")
     await emu.shutdown()
-    ctl.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await ctl
+    for task in (ctl, probes):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runner.cleanup()
     log.info("stopped")
 

@@ -7,6 +7,10 @@ While trading it writes one order and its fill (and updates the market's positio
 PostgreSQL about every 100 ms, each in its own transaction; when halted it stops within one
 tick and closes its database connection. The kill-switch state survives restarts in
 <lab-dir>/minibot_state.json. See docs/lab/bot.md for the API and the faults.
+
+As a pod of the Kubernetes emulator (DATABASE_HOST set, see deploy/k8s) it takes its database from
+DATABASE_HOST/PORT/NAME/USER and DATABASE_PASSWORD (or DATABASE_PASSWORD_FILE), its kill-switch
+token from KILL_SWITCH_TOKEN, and nothing from the lab's secrets.json or PG* variables.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ class Bot:
         self.lab_dir = lab_dir
         self.dsn = dsn
         self.state_file = lab_dir / "minibot_state.json"
-        self.state = {"state": "trading", "since": now_iso(), "reason": None}
+        initial = os.environ.get("KILL_SWITCH_INITIAL_STATE", "trading")
+        self.state = {"state": initial if initial in ("trading", "halted") else "trading", "since": now_iso(),
+                      "reason": None if initial != "halted" else "started halted (KILL_SWITCH_INITIAL_STATE)"}
         try:
             saved = json.loads(self.state_file.read_text())
             if saved.get("state") in ("trading", "halted"):
@@ -73,6 +79,9 @@ class Bot:
     # --- database --------------------------------------------------------------
     def conn_kwargs(self, timeout: int = 3) -> dict:
         kw: dict = {"connect_timeout": timeout, "application_name": "minibot"}
+        if pod_mode():
+            kw.update(pod_database())
+            return kw
         if not self.dsn:
             kw.setdefault("host", os.environ.get("PGHOST", "127.0.0.1"))
             kw["port"] = os.environ.get("PGPORT", "55432")
@@ -158,6 +167,13 @@ class Bot:
                 continue
             await asyncio.sleep(max(0.0, TICK - (loop.time() - started)))
 
+    def backend(self) -> dict:
+        """The database this bot uses (never the password)."""
+        kw = self.conn_kwargs()
+        return {"host": kw.get("host") or os.environ.get("PGHOST", ""), "port": str(kw.get("port", "")),
+                "name": kw.get("dbname", ""), "user": kw.get("user", ""),
+                "source": "DATABASE_* (pod)" if pod_mode() else ("dsn" if self.dsn else "PG* (lab)")}
+
     async def db_health(self) -> str | None:
         """None if the database answers, else the error text."""
         try:
@@ -169,6 +185,31 @@ class Bot:
         except Exception as exc:  # noqa: BLE001
             return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return None
+
+
+def pod_mode() -> bool:
+    return bool(os.environ.get("DATABASE_HOST"))
+
+
+def pod_database() -> dict:
+    """Connection keywords from the pod's DATABASE_* variables (ConfigMap and Secret)."""
+    env = os.environ
+    kw = {"host": env["DATABASE_HOST"], "port": env.get("DATABASE_PORT", "5432"),
+          "dbname": env.get("DATABASE_NAME", "ag_botkit"), "user": env.get("DATABASE_USER", "agbot")}
+    password = env.get("DATABASE_PASSWORD")
+    pw_file = env.get("DATABASE_PASSWORD_FILE")
+    if password is None and pw_file:
+        # a path inside the container: the emulator mounts volumes under $LAB_POD_ROOT
+        path = Path(env.get("LAB_POD_ROOT", "/")) / pw_file.lstrip("/") if env.get("LAB_POD_ROOT") else Path(pw_file)
+        with contextlib.suppress(OSError):
+            password = path.read_text().strip()
+    if password is not None:
+        kw["password"] = password
+    return kw
+
+
+def kill_switch_token(lab_dir: Path) -> str | None:
+    return os.environ.get("KILL_SWITCH_TOKEN") or secrets(lab_dir).get("kill_switch_token")
 
 
 # --- HTTP ----------------------------------------------------------------------
@@ -195,7 +236,7 @@ async def fault_middleware(request: web.Request, handler):
 
 
 def authorized(request: web.Request) -> bool:
-    token = secrets(request.app["bot"].lab_dir).get("kill_switch_token")
+    token = kill_switch_token(request.app["bot"].lab_dir)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
@@ -256,7 +297,8 @@ async def health(request: web.Request) -> web.Response:
     bot: Bot = request.app["bot"]
     err = await bot.db_health()
     body = {"status": "ok" if err is None else "degraded", "db": "ok" if err is None else "error",
-            "state": bot.state["state"], "orders_written": bot.orders_written, "last_write": bot.last_write}
+            "state": bot.state["state"], "orders_written": bot.orders_written, "last_write": bot.last_write,
+            "database": bot.backend()}
     if err is not None:
         body["db_error"] = err
     if bot.last_error:

@@ -90,3 +90,68 @@ def test_deployment_controller(cluster):
     cluster.delete(dep, "default", "web")
     assert cluster.list(cluster.info("", "pods"), "default") == []
     assert cluster.list(cluster.info("apps", "replicasets"), "default") == []
+
+
+@pytest.mark.parametrize(("image", "repo"), [
+    ("ghcr.io/ag-botkit/minibot:1.4.2", "ghcr.io/ag-botkit/minibot"),
+    ("ghcr.io/ag-botkit/minibot@sha256:abc", "ghcr.io/ag-botkit/minibot"),
+    ("localhost:5000/ag-botkit/rtds-client", "localhost:5000/ag-botkit/rtds-client"),
+    ("busybox", "busybox"),
+])
+def test_image_repo(image, repo):
+    from k8s_kubelet import image_repo
+
+    assert image_repo(image) == repo
+
+
+def test_which_pods_run():
+    from k8s_kubelet import Kubelet
+
+    def pod(*images, annotations=None, owner=None):
+        meta = {"name": "p", "annotations": annotations or {}}
+        if owner:
+            meta["ownerReferences"] = [{"kind": owner, "controller": True}]
+        return {"metadata": meta, "spec": {"containers": [{"name": f"c{i}", "image": im}
+                                                          for i, im in enumerate(images)]}}
+
+    assert Kubelet.manages(pod("ghcr.io/ag-botkit/minibot:1.4.2"))
+    assert Kubelet.manages(pod("ghcr.io/ag-botkit/rtds-client:2", owner="ReplicaSet"))
+    assert not Kubelet.manages(pod("ghcr.io/ag-botkit/api:1.4.2"))
+    assert not Kubelet.manages(pod("ghcr.io/ag-botkit/minibot:1", "busybox"))  # one unknown container: none run
+    assert not Kubelet.manages(pod("ghcr.io/ag-botkit/minibot:1", annotations={"lab.agbotkit.dr/run": "false"}))
+    assert not Kubelet.manages(pod("ghcr.io/ag-botkit/minibot:1", owner="Job"))
+
+
+@pytest.mark.parametrize(("strategy", "want", "unavailable"), [
+    ({}, 1, 0), ({}, 2, 0), ({}, 4, 1), ({}, 10, 2),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}, 1, 1),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}}, 3, 1),
+    ({"type": "Recreate"}, 5, 0),
+])
+def test_max_unavailable(strategy, want, unavailable):
+    from k8s_cluster import _max_unavailable
+
+    assert _max_unavailable({"strategy": strategy} if strategy else {}, want) == unavailable
+
+
+def test_namespace_deletion_is_asynchronous(cluster, monkeypatch):
+    import k8s_cluster
+
+    ns, cm = cluster.info("", "namespaces"), cluster.info("", "configmaps")
+    cluster.create(ns, None, {"metadata": {"name": "gone"}})
+    cluster.create(cm, "gone", {"metadata": {"name": "a"}})
+    answer = cluster.delete(ns, None, "gone")
+    assert answer["status"]["phase"] == "Terminating" and answer["metadata"]["deletionTimestamp"]
+    assert cluster.get(ns, None, "gone")["status"]["phase"] == "Terminating"
+    assert cluster.get(cm, "gone", "a")  # the contents go later
+    with pytest.raises(ApiError) as err:
+        cluster.create(cm, "gone", {"metadata": {"name": "b"}})
+    assert err.value.code == 403 and "being terminated" in err.value.message
+    cluster.reconcile()
+    assert cluster.get(ns, None, "gone")  # still within the grace period
+    monkeypatch.setattr(k8s_cluster, "NAMESPACE_GRACE", 0.0)
+    cluster.reconcile()
+    for info, where, name in ((ns, None, "gone"), (cm, "gone", "a")):
+        with pytest.raises(ApiError) as err:
+            cluster.get(info, where, name)
+        assert err.value.code == 404
