@@ -6,6 +6,8 @@ the step under test (the restored DR database, the RTDS feed, the manifest) and 
 database on (`--tags database,applications,verify,dns,report`): the failure must name the check, DNS must be
 unchanged, and the failure must be notified with the DNS answer read back. A damaged DR database is deleted after
 its case, so the next run restores a fresh one from the snapshot (the stand-in restores in about a second).
+The DR bot is asked through its Service (the API server's service proxy) and must report the restored database;
+a DR cluster whose nodes are NotReady, and a DR bot started with a wrong Secret, fail the rollout check.
 The last cases flip DNS (saved records, then failback mode) and run a drill whose tear-down removes what it tagged.
 """
 
@@ -136,6 +138,10 @@ def test_the_restored_database_is_verified_and_the_declaration_notified(failed_o
     for table in ("public.fills", "public.orders", "public.metrics", "public.markets", "public.positions"):
         assert f"{table}: " in flat
     assert "(rows up to its watermark)" in flat and "amcheck on" in flat
+    # the DR bot, through its Service, reports the restored database as its backend
+    assert "Health of minibot (DR, Service ag-botkit/minibot) as expected" in flat
+    answer = _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health").json()
+    assert answer["database"]["host"] == "127.0.0.1" and answer["database"]["port"] == str(db["Endpoint"]["Port"])
     # the first message went out at declare, well within the P0 deadline (15 min)
     sent = [e for e in _sink(lab, "slack") if "Started region failover" in json.dumps(e.get("body"))]
     assert sent, _texts(lab)
@@ -188,6 +194,59 @@ def test_rtds_stalled_fails_and_keeps_dns(failed_over, lab, run_playbook, fault)
     fault("rtds.stall")
     proc = _run_from_database(run_playbook, failed_over)
     _assert_stopped(proc, lab, primary, "RTDS")
+
+
+def _k8s(lab, method: str, path: str):
+    base = f"http://127.0.0.1:{lab['ports']['k8s']}/clusters/ag-botkit-dr-eks"
+    return requests.request(method, base + path, timeout=15)
+
+
+def _drop_dr_namespace(lab) -> None:
+    """The next run's applications step creates the namespace again (deletion is asynchronous: wait for it)."""
+    _k8s(lab, "DELETE", "/api/v1/namespaces/ag-botkit")
+    deadline = time.time() + 90
+    while _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit").status_code != 404 and time.time() < deadline:
+        time.sleep(0.5)
+
+
+def test_dr_pod_never_ready_fails_and_keeps_dns(failed_over, lab, run_playbook, fault):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    fault("k8s.node_notready")   # the DR cluster's nodes go NotReady: their pods stop, nothing is Ready
+    proc = _run_from_database(run_playbook, failed_over)
+    _assert_stopped(proc, lab, primary, "never became available in ag-botkit-dr-eks", "minibot")
+
+
+def test_dr_bot_unable_to_log_in_fails_and_keeps_dns(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    sec = lab["secrets"]
+    wrong = {"DATABASE_PASSWORD": "not-the-password", "KILL_SWITCH_TOKEN": sec["kill_switch_token"],
+             "EXCHANGE_API_KEY": sec["exchange_api_key"], "EXCHANGE_API_SECRET": sec["exchange_api_secret"]}
+    _drop_dr_namespace(lab)   # a fresh deployment, whose bot starts with the wrong Secret
+    try:
+        proc = _run_from_database(run_playbook, failed_over, app_deploy_secrets=wrong)
+        _assert_stopped(proc, lab, primary, "never became available in ag-botkit-dr-eks", "minibot")
+        # the cause, as the DR bot reports it through its Service
+        answer = _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health")
+        assert answer.status_code == 503 and "password authentication failed" in answer.json()["db_error"]
+        assert "not-the-password" not in _out(proc), "a secret reached the output"
+    finally:
+        _drop_dr_namespace(lab)
+
+
+def test_dr_bot_on_the_primary_database_fails_and_keeps_dns(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    _drop_dr_namespace(lab)
+    wrong = {"DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(lab["ports"]["pg"]), "REGION": RECOVERY,
+             "RTDS_URL": lab["env"]["LAB_RTDS_URL"]}
+    try:
+        proc = _run_from_database(run_playbook, failed_over, app_deploy_config=wrong)
+        _assert_stopped(proc, lab, primary, "Health of minibot (DR, Service ag-botkit/minibot): database.port is "
+                        f"{lab['ports']['pg']}, expected ")
+    finally:
+        _drop_dr_namespace(lab)
 
 
 def test_dns_records_are_saved_and_failback_restores_them(failed_over, lab, run_playbook):
