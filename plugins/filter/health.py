@@ -28,7 +28,7 @@ options:
 EXAMPLES = r"""
 - name: The DR bot uses the restored database
   ansible.builtin.assert:
-    that: (health.json | agbotkit.dr.health_mismatches({'database.host': endpoint})) | length == 0
+    that: "(health.json | agbotkit.dr.health_mismatches({'database.host': endpoint})) | length == 0"
 """
 
 RETURN = r"""
