@@ -13,7 +13,8 @@ What it does, on top of moto's records (docs/lab.md, "What each AWS stand-in doe
   port; RestoreDBInstanceToPointInTime (source in the same region: moto cannot restore across regions) starts from
   the newest snapshot of the lab primary taken before the target and replays archived WAL up to it (or to the end of
   the archive with UseLatestRestorableTime). The record says `creating` until the cluster accepts connections, then
-  `available` with Endpoint.Address 127.0.0.1 and Endpoint.Port of the cluster; `failed` (and the reason in the
+  `available` with Endpoint.Address 127.0.0.1 and Endpoint.Port of the cluster (an identifier restored again gets
+  the same port while it is free, as an RDS endpoint keeps its name); `failed` (and the reason in the
   server log) when it cannot start, `incompatible-restore` when the snapshot holds no data.
 * DeleteDBInstance stops the cluster and removes its files (after the final snapshot, when one is asked for).
 
@@ -66,6 +67,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def instance_dirs(lab_dir: Path) -> list[Path]:
     """Folders of the lab's restored clusters (for labctl status/down)."""
     root = lab_dir / "rds" / "instances"
@@ -112,6 +119,7 @@ class RdsStandIn:
         self._lock = threading.RLock()
         self._source_locks: dict[str, threading.Lock] = {}
         self.instances: dict[tuple[str, str], dict[str, Any]] = {}  # (region, id) -> {port, status, dir}
+        self._ports: dict[tuple[str, str], int] = {}  # (region, id) -> the port its endpoint had last
         self._cls: type | None = None
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -234,7 +242,11 @@ class RdsStandIn:
     def start_restore(self, db: Any, region: str, ident: str, snap: Path | None, pitr: dict | None) -> None:
         """Mark the record creating and start the cluster in a thread; available once it accepts connections."""
         folder = self.root / "instances" / region / ident
-        port = free_port()
+        # an instance restored again under the same identifier keeps its endpoint, as on RDS (same DNS name)
+        port = self._ports.get((region, ident)) or free_port()
+        if port_busy(port):
+            port = free_port()
+        self._ports[(region, ident)] = port
         with self._lock:
             self.instances[(region, ident)] = {"port": port, "status": "creating", "dir": str(folder)}
         self.adopt(db)

@@ -69,13 +69,23 @@ def _dr_sql(lab, *statements: str) -> None:
             conn.execute(sql)
 
 
-def _drop_dr_db(lab) -> None:
-    """The next run's database step restores a fresh copy from the snapshot."""
+def _fresh_dr_db(lab) -> None:
+    """Replace a damaged DR database by a fresh restore of the same snapshot, with the same tags (restore point) as
+    the playbook gave it: delete, restore, wait until available (the stand-in keeps the endpoint's port)."""
     rds = _client(lab, "rds", RECOVERY)
+    db = _dr_db(lab)
+    tags = rds.list_tags_for_resource(ResourceName=db["DBInstanceArn"])["TagList"]
+    snapshot = {t["Key"]: t["Value"] for t in tags}["agbotkit-dr/restored-from"]
     rds.delete_db_instance(DBInstanceIdentifier=TARGET_DB, SkipFinalSnapshot=True)
     deadline = time.time() + 60
     while _dr_db(lab) is not None and time.time() < deadline:
         time.sleep(0.5)
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=TARGET_DB, DBSnapshotIdentifier=snapshot,
+                                             DBSubnetGroupName=db["DBSubnetGroup"]["DBSubnetGroupName"], Tags=tags)
+    deadline = time.time() + 120
+    while (_dr_db(lab) or {}).get("DBInstanceStatus") != "available" and time.time() < deadline:
+        time.sleep(0.5)
+    assert _dr_db(lab)["Endpoint"]["Port"] == db["Endpoint"]["Port"]
 
 
 def _sink(lab, channel: str) -> list[dict]:
@@ -156,7 +166,7 @@ def test_partial_dr_database_fails_integrity_and_keeps_dns(failed_over, lab, run
         _assert_stopped(proc, lab, primary, "Failed integrity check of 127.0.0.1:",
                         "public.fills: ", "rows up to the manifest's watermark filled_at")
     finally:
-        _drop_dr_db(lab)
+        _fresh_dr_db(lab)
 
 
 def test_empty_dr_database_fails_integrity(failed_over, lab, run_playbook):
@@ -167,7 +177,7 @@ def test_empty_dr_database_fails_integrity(failed_over, lab, run_playbook):
         proc = _run_from_database(run_playbook, failed_over)
         _assert_stopped(proc, lab, primary, "Failed integrity check", "public.orders: 0 rows up to the manifest's")
     finally:
-        _drop_dr_db(lab)
+        _fresh_dr_db(lab)
 
 
 def test_missing_table_fails_integrity(failed_over, lab, run_playbook):
@@ -178,7 +188,7 @@ def test_missing_table_fails_integrity(failed_over, lab, run_playbook):
         proc = _run_from_database(run_playbook, failed_over)
         _assert_stopped(proc, lab, primary, "Failed integrity check", "public.positions: table is missing")
     finally:
-        _drop_dr_db(lab)
+        _fresh_dr_db(lab)
 
 
 def test_no_manifest_before_the_restore_point_fails(failed_over, lab, run_playbook):
