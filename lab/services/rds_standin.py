@@ -274,7 +274,9 @@ class RdsStandIn:
             data = folder / "data"
             conf = [f"port = {port}", "listen_addresses = '127.0.0.1'",
                     f"unix_socket_directories = '{folder / 'run'}'", "archive_mode = off", "fsync = off",
-                    "synchronous_commit = off", "shared_buffers = 32MB", "max_connections = 100"]
+                    "synchronous_commit = off", "shared_buffers = 32MB", "max_connections = 100",
+                    # no read-only connections during recovery: accepting connections means the restore is done
+                    "hot_standby = off"]
             if pitr is not None:
                 conf += [f"restore_command = 'test -f {self.archive}/%f.gz && gunzip -c {self.archive}/%f.gz > %p'",
                          "recovery_target_action = 'promote'"]
