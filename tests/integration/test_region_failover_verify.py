@@ -30,7 +30,7 @@ RECOVERY = "us-west-2"
 TARGET_DB = "ag-botkit-dr-timescaledb"
 RECORD = "api.ag-botkit.example.com."
 INVENTORY = os.environ.get("REGION_FAILOVER_INVENTORY", "inventories/lab")
-FAST = {"app_deploy_rollout_timeout": 8, "dr_verify_monitor_duration": 1, "verify_rtds_timeout": 5}
+FAST = {"app_deploy_rollout_timeout": 45, "dr_verify_monitor_duration": 1, "verify_rtds_timeout": 5}
 FROM_DATABASE = "database,applications,verify,dns,report"
 
 
