@@ -1,0 +1,306 @@
+"""Region failover verifies what it brought up (issue 10, section 3), against the lab's real RDS stand-in.
+
+One failover set-up is shared by the module: the lab is reset (failback_lab.yml, which also runs the lab's nightly
+backup + snapshot + DR copy), then region_failover.yml runs every step but DNS. Each case then injects its fault at
+the step under test (the restored DR database, the RTDS feed, the manifest) and runs only the steps from the
+database on (`--tags database,applications,verify,dns,report`): the failure must name the check, DNS must be
+unchanged, and the failure must be notified with the DNS answer read back. A damaged DR database is deleted after
+its case, so the next run restores a fresh one from the snapshot (the stand-in restores in about a second).
+The DR bot is asked through its Service (the API server's service proxy) and must report the restored database;
+a DR cluster whose nodes are NotReady, and a DR bot started with a wrong Secret, fail the rollout check.
+The last cases flip DNS (saved records, then failback mode) and run a drill whose tear-down removes what it tagged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = "playbooks/region_failover.yml"
+FAILBACK = "playbooks/failback_lab.yml"
+RECOVERY = "us-west-2"
+TARGET_DB = "ag-botkit-dr-timescaledb"
+RECORD = "api.ag-botkit.example.com."
+INVENTORY = os.environ.get("REGION_FAILOVER_INVENTORY", "inventories/lab")
+FAST = {"app_deploy_rollout_timeout": 45, "dr_verify_monitor_duration": 1, "verify_rtds_timeout": 5}
+FROM_DATABASE = "database,applications,verify,dns,report"
+
+
+def _out(proc) -> str:
+    return proc.stdout + proc.stderr
+
+
+def _client(lab, service: str, region: str = "us-east-1"):
+    return boto3.client(service, region_name=region, endpoint_url=lab["env"]["AWS_URL"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _records(lab) -> dict:
+    r53 = _client(lab, "route53")
+    zone = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "ag-botkit.example.com."][0]
+    sets = r53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    return {s["Failover"]: s for s in sets if s["Name"] == RECORD and s.get("Failover")}
+
+
+def _dns_answer(lab) -> str:
+    return _records(lab)["PRIMARY"]["ResourceRecords"][0]["Value"]
+
+
+def _dr_db(lab) -> dict | None:
+    dbs = [d for d in _client(lab, "rds", RECOVERY).describe_db_instances()["DBInstances"]
+           if d["DBInstanceIdentifier"] == TARGET_DB]
+    return dbs[0] if dbs else None
+
+
+def _dr_sql(lab, *statements: str) -> None:
+    db = _dr_db(lab)
+    assert db and db["DBInstanceStatus"] == "available", db
+    with psycopg.connect(host=db["Endpoint"]["Address"], port=db["Endpoint"]["Port"], user="agbot",
+                         password=lab["secrets"]["db_password"], dbname="ag_botkit", autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+
+
+def _fresh_dr_db(lab) -> None:
+    """Replace a damaged DR database by a fresh restore of the same snapshot, with the same tags (restore point) as
+    the playbook gave it: delete, restore, wait until available (the stand-in keeps the endpoint's port)."""
+    rds = _client(lab, "rds", RECOVERY)
+    db = _dr_db(lab)
+    tags = rds.list_tags_for_resource(ResourceName=db["DBInstanceArn"])["TagList"]
+    snapshot = {t["Key"]: t["Value"] for t in tags}["agbotkit-dr/restored-from"]
+    rds.delete_db_instance(DBInstanceIdentifier=TARGET_DB, SkipFinalSnapshot=True)
+    deadline = time.time() + 60
+    while _dr_db(lab) is not None and time.time() < deadline:
+        time.sleep(0.5)
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=TARGET_DB, DBSnapshotIdentifier=snapshot,
+                                             DBSubnetGroupName=db["DBSubnetGroup"]["DBSubnetGroupName"], Tags=tags)
+    deadline = time.time() + 120
+    while (_dr_db(lab) or {}).get("DBInstanceStatus") != "available" and time.time() < deadline:
+        time.sleep(0.5)
+    assert _dr_db(lab)["Endpoint"]["Port"] == db["Endpoint"]["Port"]
+
+
+def _sink(lab, channel: str) -> list[dict]:
+    return requests.get(f"{lab['env']['LAB_SINK_URL']}/_sink/{channel}", timeout=10).json()
+
+
+def _clear_sinks(lab) -> None:
+    for channel in ("slack", "pagerduty", "statuspage", "smtp"):
+        requests.delete(f"{lab['env']['LAB_SINK_URL']}/_sink/{channel}", timeout=10)
+
+
+def _texts(lab) -> list[str]:
+    return [json.dumps(e.get("body")) for e in _sink(lab, "slack")]
+
+
+@pytest.fixture(scope="module")
+def failed_over(lab, run_playbook):
+    """The shared set-up: a reset lab, then a failover of every step but DNS. Yields the extra vars of a run."""
+    proc = run_playbook(FAILBACK, inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    _clear_sinks(lab)
+    started = time.time()
+    proc = run_playbook(PLAYBOOK, "--skip-tags", "dns", extra_vars=FAST, inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-4000:]
+    state = json.loads((Path(lab["lab_dir"]) / "terraform" / "terraform.tfstate.d" / "dr" / "terraform.tfstate")
+                       .read_text())
+    subnet_group = [r for r in state["resources"] if r["type"] == "aws_db_subnet_group"][0]["instances"][0][
+        "attributes"]["name"]
+    yield {"proc": proc, "started": started, "extra": {**FAST, "db_restore_rds_subnet_group": subnet_group}}
+    proc = run_playbook(FAILBACK, inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+
+
+def _run_from_database(run_playbook, failed_over, **extra):
+    return run_playbook(PLAYBOOK, "--tags", FROM_DATABASE, extra_vars={**failed_over["extra"], **extra},
+                        inventory=INVENTORY)
+
+
+def _assert_stopped(proc, lab, primary: str, *needles: str) -> str:
+    out = _out(proc)
+    assert proc.returncode != 0, out[-3000:]
+    assert "stopped in step verify" in out, out[-3000:]
+    for needle in needles:
+        assert needle in out, f"{needle!r} not in output:\n{out[-3000:]}"
+    assert _dns_answer(lab) == primary, "DNS must not be changed when a verification fails"
+    assert f"DNS was not changed ({RECORD.rstrip('.')} answers {primary})" in " ".join(out.split())
+    failed = [t for t in _texts(lab) if "Region failover FAILED in step verify" in t]
+    assert failed, f"no failure notification in the Slack sink: {_texts(lab)}"
+    assert "was not changed" in failed[-1] and primary in failed[-1]
+    return out
+
+
+def test_the_restored_database_is_verified_and_the_declaration_notified(failed_over, lab):
+    out = _out(failed_over["proc"])
+    flat = " ".join(out.split())
+    db = _dr_db(lab)
+    assert db["DBInstanceStatus"] == "available" and db["Endpoint"]["Address"] == "127.0.0.1"
+    # the integrity check ran against the restored endpoint, with a manifest, listing every table
+    assert f"Integrity of ag_botkit on 127.0.0.1:{db['Endpoint']['Port']}: " in flat
+    for table in ("public.fills", "public.orders", "public.metrics", "public.markets", "public.positions"):
+        assert f"{table}: " in flat
+    assert "(rows up to its watermark)" in flat and "amcheck on" in flat
+    # the DR bot, through its Service, reports the restored database as its backend
+    assert "Health of minibot (DR, Service ag-botkit/minibot) as expected" in flat
+    answer = _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health").json()
+    assert answer["database"]["host"] == "127.0.0.1" and answer["database"]["port"] == str(db["Endpoint"]["Port"])
+    # the first message went out at declare, well within the P0 deadline (15 min)
+    sent = [e for e in _sink(lab, "slack") if "Started region failover" in json.dumps(e.get("body"))]
+    assert sent, _texts(lab)
+
+
+def test_partial_dr_database_fails_integrity_and_keeps_dns(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    _dr_sql(lab, "DELETE FROM fills WHERE id % 3 = 0")
+    try:
+        proc = _run_from_database(run_playbook, failed_over)
+        _assert_stopped(proc, lab, primary, "Failed integrity check of 127.0.0.1:",
+                        "public.fills: ", "rows up to the manifest's watermark filled_at")
+    finally:
+        _fresh_dr_db(lab)
+
+
+def test_empty_dr_database_fails_integrity(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    _dr_sql(lab, "TRUNCATE fills, orders, metrics, positions, markets CASCADE")
+    try:
+        proc = _run_from_database(run_playbook, failed_over)
+        _assert_stopped(proc, lab, primary, "Failed integrity check", "public.orders: 0 rows up to the manifest's")
+    finally:
+        _fresh_dr_db(lab)
+
+
+def test_missing_table_fails_integrity(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    _dr_sql(lab, "DROP TABLE positions")
+    try:
+        proc = _run_from_database(run_playbook, failed_over)
+        _assert_stopped(proc, lab, primary, "Failed integrity check", "public.positions: table is missing")
+    finally:
+        _fresh_dr_db(lab)
+
+
+def test_no_manifest_before_the_restore_point_fails(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    proc = _run_from_database(run_playbook, failed_over, verify_manifest_prefix="no-backups-here")
+    _assert_stopped(proc, lab, primary, "Check data integrity: no backup manifest at or before the restore point")
+
+
+def test_rtds_stalled_fails_and_keeps_dns(failed_over, lab, run_playbook, fault):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    fault("rtds.stall")
+    proc = _run_from_database(run_playbook, failed_over)
+    _assert_stopped(proc, lab, primary, "RTDS")
+
+
+def _k8s(lab, method: str, path: str):
+    base = f"http://127.0.0.1:{lab['ports']['k8s']}/clusters/ag-botkit-dr-eks"
+    return requests.request(method, base + path, timeout=15)
+
+
+def _drop_dr_namespace(lab) -> None:
+    """The next run's applications step creates the namespace again (deletion is asynchronous: wait for it)."""
+    _k8s(lab, "DELETE", "/api/v1/namespaces/ag-botkit")
+    deadline = time.time() + 90
+    while _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit").status_code != 404 and time.time() < deadline:
+        time.sleep(0.5)
+
+
+def test_dr_pod_never_ready_fails_and_keeps_dns(failed_over, lab, run_playbook, fault):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    fault("k8s.node_notready")   # the DR cluster's nodes go NotReady: their pods stop, nothing is Ready
+    proc = _run_from_database(run_playbook, failed_over)
+    _assert_stopped(proc, lab, primary, "never became available in ag-botkit-dr-eks", "minibot")
+
+
+def test_dr_bot_unable_to_log_in_fails_and_keeps_dns(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    sec = lab["secrets"]
+    wrong = {"DATABASE_PASSWORD": "not-the-password", "KILL_SWITCH_TOKEN": sec["kill_switch_token"],
+             "EXCHANGE_API_KEY": sec["exchange_api_key"], "EXCHANGE_API_SECRET": sec["exchange_api_secret"]}
+    _drop_dr_namespace(lab)   # a fresh deployment, whose bot starts with the wrong Secret
+    try:
+        proc = _run_from_database(run_playbook, failed_over, app_deploy_secrets=wrong)
+        _assert_stopped(proc, lab, primary, "never became available in ag-botkit-dr-eks", "minibot")
+        # the cause, as the DR bot reports it through its Service
+        answer = _k8s(lab, "GET", "/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health")
+        assert answer.status_code == 503 and "password authentication failed" in answer.json()["db_error"]
+        assert "not-the-password" not in _out(proc), "a secret reached the output"
+    finally:
+        _drop_dr_namespace(lab)
+
+
+def test_dr_bot_on_the_primary_database_fails_and_keeps_dns(failed_over, lab, run_playbook):
+    primary = _dns_answer(lab)
+    _clear_sinks(lab)
+    _drop_dr_namespace(lab)
+    wrong = {"DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(lab["ports"]["pg"]), "REGION": RECOVERY,
+             "RTDS_URL": lab["env"]["LAB_RTDS_URL"]}
+    try:
+        proc = _run_from_database(run_playbook, failed_over, app_deploy_config=wrong)
+        _assert_stopped(proc, lab, primary, "Health of minibot (DR, Service ag-botkit/minibot): database.port is "
+                        f"{lab['ports']['pg']}, expected ")
+    finally:
+        _drop_dr_namespace(lab)
+
+
+def test_dns_records_are_saved_and_failback_restores_them(failed_over, lab, run_playbook):
+    before = _records(lab)["PRIMARY"]
+    saved_path = Path(lab["lab_dir"]) / "region_failover" / "dns_failover_saved.json"
+    saved_path.unlink(missing_ok=True)
+    proc = run_playbook("tests/integration/playbooks/dns_failback.yml", inventory=INVENTORY)
+    assert proc.returncode != 0 and "Cannot fail back api.ag-botkit.example.com: no records saved" in _out(proc)
+
+    proc = _run_from_database(run_playbook, failed_over)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    after = _records(lab)["PRIMARY"]
+    assert after["ResourceRecords"] == _records(lab)["SECONDARY"]["ResourceRecords"]
+    saved = json.loads(saved_path.read_text())
+    assert saved["value"] == before["ResourceRecords"][0]["Value"]
+    assert saved["health_check_id"] == before["HealthCheckId"] and before["HealthCheckId"]
+    # a second run (DNS already on the recovery region) must not save the recovery answer over the original
+    proc = _run_from_database(run_playbook, failed_over)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    assert json.loads(saved_path.read_text()) == saved
+
+    proc = run_playbook("tests/integration/playbooks/dns_failback.yml", inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    restored = _records(lab)["PRIMARY"]
+    assert restored["ResourceRecords"] == before["ResourceRecords"]
+    assert restored.get("HealthCheckId") == before["HealthCheckId"]
+    assert restored["TTL"] == before["TTL"]
+
+
+def test_drill_tears_down_only_what_it_tagged_and_keeps_a_final_snapshot(failed_over, lab, run_playbook):
+    proc = run_playbook(FAILBACK, inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    proc = run_playbook(PLAYBOOK, extra_vars={**FAST, "dr_mode": "drill"}, inventory=INVENTORY)
+    out = _out(proc)
+    assert proc.returncode == 0, out[-4000:]
+    incident = json.loads((Path(lab["lab_dir"]) / "region_failover" / "region_failover.json").read_text())[
+        "incident_id"]
+    flat = " ".join(out.split())
+    assert f"Removed what carried agbotkit-dr/incident={incident}: namespace yes, database yes (final snapshot " \
+           "kept), Terraform workspace dr yes" in flat
+    assert _dr_db(lab) is None
+    snaps = _client(lab, "rds", RECOVERY).describe_db_snapshots(
+        DBSnapshotIdentifier=f"{TARGET_DB}-final-{incident.lower()}")["DBSnapshots"]
+    assert snaps and snaps[0]["DBInstanceIdentifier"] == TARGET_DB
+    # the final snapshot holds data (the stand-in's physical copy)
+    assert (Path(lab["lab_dir"]) / "rds" / "snapshots" / RECOVERY / f"{TARGET_DB}-final-{incident.lower()}"
+            / "data" / "PG_VERSION").exists()
