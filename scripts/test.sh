@@ -13,6 +13,9 @@ $V/yamllint -s . || status=1
 $V/ruff check . || status=1
 $V/ansible-lint --offline -q || status=1
 
+step "execution environment build context (ansible-builder create)"
+bash scripts/ee_context.sh || status=1
+
 was_up=0
 $V/python lab/labctl.py status >/dev/null 2>&1 && was_up=1
 step "lab up"
