@@ -28,15 +28,22 @@ def config() -> dict:
 
 
 def argspecs() -> dict:
-    return {p.parts[-3]: (load_yaml(p) or {}).get("argument_specs") or {}
-            for p in sorted(ROOT.glob("roles/*/meta/argument_specs.yml"))}
+    return {
+        p.parts[-3]: (load_yaml(p) or {}).get("argument_specs") or {}
+        for p in sorted(ROOT.glob("roles/*/meta/argument_specs.yml"))
+    }
 
 
 def playbooks() -> dict:
-    return {f"playbooks/{p.name}": (load_yaml(p) or [], p.read_text()) for p in sorted((ROOT / "playbooks").glob("*.yml"))}
+    return {
+        f"playbooks/{p.name}": (load_yaml(p) or [], p.read_text()) for p in sorted((ROOT / "playbooks").glob("*.yml"))
+    }
 
 
 def provided_by_inventories() -> set:
     """Variables every non-lab inventory sets (an AWX job gets them from the inventory source)."""
-    sets = [set((load_yaml(ROOT / f"inventories/{name}/group_vars/all/main.yml") or {}).keys()) for name in ("production", "dr")]
+    sets = [
+        set((load_yaml(ROOT / f"inventories/{name}/group_vars/all/main.yml") or {}).keys())
+        for name in ("production", "dr")
+    ]
     return set.intersection(*sets)

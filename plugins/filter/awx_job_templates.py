@@ -35,7 +35,8 @@ options:
 EXAMPLES = r"""
 - name: Job templates with their surveys
   ansible.builtin.set_fact:
-    awx_templates: "{{ controller_templates | agbotkit.dr.awx_job_templates(playbook_dir ~ '/..', awx_playbook_inputs) }}"
+    awx_templates: >-
+      {{ controller_templates | agbotkit.dr.awx_job_templates(playbook_dir ~ '/..', awx_playbook_inputs) }}
 """
 
 RETURN = r"""

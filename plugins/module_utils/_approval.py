@@ -66,17 +66,24 @@ def principal_matches(registered: str, caller: str) -> bool:
     return False
 
 
-def grant_payload(request: dict, approver: dict, approver_arn: str, reason: str, ttl_minutes: int,
-                  now: datetime) -> dict:
+def grant_payload(
+    request: dict, approver: dict, approver_arn: str, reason: str, ttl_minutes: int, now: datetime
+) -> dict:
     """What the approver signs. Refuses a self-approval and an unregistered approver before anything is signed."""
     if not approver:
         raise ApprovalError(
             f"{approver_arn} is not a registered approver (dr_approvers): ask someone on the approvers list, "
-            "or add this principal and its KMS signing key to dr_approvers in the inventory")
-    if principal_matches(approver.get("principal_arn", ""), request["operator_arn"]) or approver_arn == request["operator_arn"]:
+            "or add this principal and its KMS signing key to dr_approvers in the inventory"
+        )
+    if (
+        principal_matches(approver.get("principal_arn", ""), request["operator_arn"])
+        or approver_arn == request["operator_arn"]
+    ):
         raise ApprovalError(
             f"{approver_arn} requested this run ({request['action']} of {request['target']}, incident "
-            f"{request['incident_id']}) and cannot approve it: a second person must run approve.yml with their own credentials")
+            f"{request['incident_id']}) and cannot approve it: "
+            "a second person must run approve.yml with their own credentials"
+        )
     if ttl_minutes <= 0 or ttl_minutes > 24 * 60:
         raise ApprovalError(f"approval_ttl_minutes must be between 1 and 1440, not {ttl_minutes}")
     return {
@@ -94,8 +101,9 @@ def grant_payload(request: dict, approver: dict, approver_arn: str, reason: str,
     }
 
 
-def check_grant(grant: dict, *, action: str, target: str, incident_id: str, operator_arn: str,
-                approvers: list, now: datetime) -> tuple[dict, dict]:
+def check_grant(
+    grant: dict, *, action: str, target: str, incident_id: str, operator_arn: str, approvers: list, now: datetime
+) -> tuple[dict, dict]:
     """Check a grant's contents against this run. Returns (payload, approver entry whose key must verify it).
 
     The signature itself is verified by the caller with the *registered* key of the approver returned here,
@@ -103,26 +111,39 @@ def check_grant(grant: dict, *, action: str, target: str, incident_id: str, oper
     """
     payload = grant.get("payload")
     if not isinstance(payload, dict) or not isinstance(grant.get("signature"), str):
-        raise ApprovalError("approval record is malformed (no payload or signature): ask the approver to run approve.yml again")
-    want = {"action": action, "target": target, "incident_id": incident_id, "operator_arn": operator_arn,
-            "request_id": request_id(action, target, incident_id, operator_arn)}
+        raise ApprovalError(
+            "approval record is malformed (no payload or signature): ask the approver to run approve.yml again"
+        )
+    want = {
+        "action": action,
+        "target": target,
+        "incident_id": incident_id,
+        "operator_arn": operator_arn,
+        "request_id": request_id(action, target, incident_id, operator_arn),
+    }
     for key, value in want.items():
         if payload.get(key) != value:
-            raise ApprovalError(f"approval record is for {key}={payload.get(key)!r}, this run has {value!r}: it approves another run")
+            raise ApprovalError(
+                f"approval record is for {key}={payload.get(key)!r}, this run has {value!r}: it approves another run"
+            )
     approver = next((a for a in approvers if a.get("name") == payload.get("approver")), None)
     if approver is None:
         raise ApprovalError(f"approval signed by {payload.get('approver')!r}, who is not in dr_approvers")
     if not principal_matches(approver.get("principal_arn", ""), payload.get("approver_arn", "")):
         raise ApprovalError(f"approval names {payload.get('approver')} but was given by {payload.get('approver_arn')}")
-    if (principal_matches(approver.get("principal_arn", ""), operator_arn)
-            or payload.get("approver_arn") == operator_arn):
+    if (
+        principal_matches(approver.get("principal_arn", ""), operator_arn)
+        or payload.get("approver_arn") == operator_arn
+    ):
         raise ApprovalError(f"{operator_arn} cannot approve their own run: a second person must run approve.yml")
     try:
         expires = _utc(payload["expires_at"])
     except (KeyError, ValueError) as exc:
         raise ApprovalError(f"approval record has no valid expiry: {exc}") from exc
     if now >= expires:
-        raise ApprovalError(f"approval by {payload['approver']} expired at {payload['expires_at']}: ask for a new one (approve.yml)")
+        raise ApprovalError(
+            f"approval by {payload['approver']} expired at {payload['expires_at']}: ask for a new one (approve.yml)"
+        )
     return payload, approver
 
 
@@ -134,15 +155,27 @@ def decide_awx(workflow_job: dict, nodes: list, approval: dict | None, node_iden
     """
     launcher = ((workflow_job.get("summary_fields") or {}).get("created_by") or {}).get("username")
     if not launcher:
-        raise ApprovalError(f"workflow job {workflow_job.get('id')} has no launching user (schedules cannot pass an approval gate)")
+        raise ApprovalError(
+            f"workflow job {workflow_job.get('id')} has no launching user (schedules cannot pass an approval gate)"
+        )
     node = next((n for n in nodes if n.get("identifier") == node_identifier), None)
     if node is None:
-        raise ApprovalError(f"workflow job {workflow_job.get('id')} has no node {node_identifier!r}: run this step from the region_failover workflow")
+        raise ApprovalError(
+            f"workflow job {workflow_job.get('id')} has no node {node_identifier!r}: "
+            "run this step from the region_failover workflow"
+        )
     if approval is None:
         raise ApprovalError(f"approval node {node_identifier!r} of workflow job {workflow_job.get('id')} has not run")
     by = ((approval.get("summary_fields") or {}).get("approved_or_denied_by") or {}).get("username")
     if approval.get("status") != "successful" or not by:
         raise ApprovalError(f"approval node {node_identifier!r} is {approval.get('status')}, not approved")
     if by == launcher:
-        raise ApprovalError(f"{by} launched workflow job {workflow_job.get('id')} and approved it too: a second person must approve")
-    return {"approver": by, "operator": launcher, "approval_id": approval.get("id"), "approved_at": approval.get("finished")}
+        raise ApprovalError(
+            f"{by} launched workflow job {workflow_job.get('id')} and approved it too: a second person must approve"
+        )
+    return {
+        "approver": by,
+        "operator": launcher,
+        "approval_id": approval.get("id"),
+        "approved_at": approval.get("finished"),
+    }

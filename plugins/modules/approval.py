@@ -231,13 +231,22 @@ class Aws:
             raise ApprovalError(f"record {self.prefix}/{key} is not JSON: {exc}") from exc
 
     def put(self, key: str, data: dict) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=json.dumps(data, indent=1).encode(),
-                           ContentType="application/json")
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{self.prefix}/{key}",
+            Body=json.dumps(data, indent=1).encode(),
+            ContentType="application/json",
+        )
 
 
 def _request_record(p: dict, operator: str) -> dict:
-    return {"request_id": request_id(p["action"], p["target"], p["incident_id"], operator), "action": p["action"],
-            "target": p["target"], "incident_id": p["incident_id"], "operator_arn": operator}
+    return {
+        "request_id": request_id(p["action"], p["target"], p["incident_id"], operator),
+        "action": p["action"],
+        "target": p["target"],
+        "incident_id": p["incident_id"],
+        "operator_arn": operator,
+    }
 
 
 def run_record(module: AnsibleModule) -> dict:
@@ -248,17 +257,36 @@ def run_record(module: AnsibleModule) -> dict:
     if p["state"] == "grant":
         req = aws.get(f"requests/{p['request_id']}.json")
         if req is None:
-            raise ApprovalError(f"no request {p['request_id']} in s3://{p['bucket']}/{p['prefix']}/requests/: check the id the gated step printed")
-        payload = grant_payload(req, approver_by_arn(p["approvers"], caller), caller, p["reason"], p["ttl_minutes"], now)
+            raise ApprovalError(
+                f"no request {p['request_id']} in s3://{p['bucket']}/{p['prefix']}/requests/: "
+                "check the id the gated step printed"
+            )
+        payload = grant_payload(
+            req, approver_by_arn(p["approvers"], caller), caller, p["reason"], p["ttl_minutes"], now
+        )
         existing = aws.get(f"grants/{req['request_id']}.json")
-        result = {"request_id": req["request_id"], "operator": req["operator_arn"], "approver": payload["approver"],
-                  "expires_at": payload["expires_at"], "changed": True}
+        result = {
+            "request_id": req["request_id"],
+            "operator": req["operator_arn"],
+            "approver": payload["approver"],
+            "expires_at": payload["expires_at"],
+            "changed": True,
+        }
         if module.check_mode:
             return result
         key = approver_by_arn(p["approvers"], caller)["kms_key_id"]
-        sig = aws.kms.sign(KeyId=key, Message=canonical(payload), MessageType="RAW", SigningAlgorithm=SIGNING_ALGORITHM)["Signature"]
-        aws.put(f"grants/{req['request_id']}.json", {"payload": payload, "signature": base64.b64encode(sig).decode(),
-                                                     "signing_algorithm": SIGNING_ALGORITHM, "replaces": bool(existing)})
+        sig = aws.kms.sign(
+            KeyId=key, Message=canonical(payload), MessageType="RAW", SigningAlgorithm=SIGNING_ALGORITHM
+        )["Signature"]
+        aws.put(
+            f"grants/{req['request_id']}.json",
+            {
+                "payload": payload,
+                "signature": base64.b64encode(sig).decode(),
+                "signing_algorithm": SIGNING_ALGORITHM,
+                "replaces": bool(existing),
+            },
+        )
         return result
     for name in ("action", "target"):
         if not p.get(name):
@@ -275,15 +303,30 @@ def run_record(module: AnsibleModule) -> dict:
         if aws.get(f"requests/{rid}.json") is None and not module.check_mode:
             aws.put(f"requests/{rid}.json", dict(req, requested_at=now.strftime("%Y-%m-%dT%H:%M:%SZ")))
         raise ApprovalError(
-            f"{p['action']} of {p['target']} (incident {p['incident_id'] or 'none'}) needs an approval by a second person. "
+            f"{p['action']} of {p['target']} (incident {p['incident_id'] or 'none'}) "
+            "needs an approval by a second person. "
             f"Request {rid} is recorded. Ask an approver to run, with their own AWS credentials: "
-            f"ansible-playbook -i <inventory> playbooks/approve.yml -e approval_request_id={rid} ; then re-run this step "
-            f"as the same person (with -e incident_id={p['incident_id']} where the playbook declares an incident)")
-    payload, approver = check_grant(grant, action=p["action"], target=p["target"], incident_id=p["incident_id"],
-                                    operator_arn=caller, approvers=p["approvers"], now=now)
+            f"ansible-playbook -i <inventory> playbooks/approve.yml -e approval_request_id={rid} ; "
+            "then re-run this step "
+            f"as the same person (with -e incident_id={p['incident_id']} where the playbook declares an incident)"
+        )
+    payload, approver = check_grant(
+        grant,
+        action=p["action"],
+        target=p["target"],
+        incident_id=p["incident_id"],
+        operator_arn=caller,
+        approvers=p["approvers"],
+        now=now,
+    )
     try:
-        ok = aws.kms.verify(KeyId=approver["kms_key_id"], Message=canonical(payload), MessageType="RAW",
-                            Signature=base64.b64decode(grant["signature"]), SigningAlgorithm=SIGNING_ALGORITHM)["SignatureValid"]
+        ok = aws.kms.verify(
+            KeyId=approver["kms_key_id"],
+            Message=canonical(payload),
+            MessageType="RAW",
+            Signature=base64.b64decode(grant["signature"]),
+            SigningAlgorithm=SIGNING_ALGORITHM,
+        )["SignatureValid"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("KMSInvalidSignatureException", "InvalidSignatureException"):
             ok = False
@@ -292,29 +335,43 @@ def run_record(module: AnsibleModule) -> dict:
     except ValueError:
         ok = False
     if not ok:
-        raise ApprovalError(f"the signature of the approval record does not verify with {payload['approver']}'s registered key: "
-                            "the record was not written by the approver; ask them to run approve.yml")
-    return {"request_id": rid, "operator": caller, "approved": True, "approver": payload["approver"],
-            "expires_at": payload["expires_at"], "changed": False}
+        raise ApprovalError(
+            f"the signature of the approval record does not verify with {payload['approver']}'s registered key: "
+            "the record was not written by the approver; ask them to run approve.yml"
+        )
+    return {
+        "request_id": rid,
+        "operator": caller,
+        "approved": True,
+        "approver": payload["approver"],
+        "expires_at": payload["expires_at"],
+        "changed": False,
+    }
 
 
 def _awx_get(p: dict, path: str) -> dict:
     host = (p.get("awx_host") or os.environ.get("CONTROLLER_HOST") or os.environ.get("TOWER_HOST") or "").rstrip("/")
     token = p.get("awx_token") or os.environ.get("CONTROLLER_OAUTH_TOKEN") or os.environ.get("TOWER_OAUTH_TOKEN")
     if not host or not token:
-        raise ApprovalError("backend=awx needs the controller's URL and a token: attach the "
-                            "'ag-botkit controller (approval check)' credential to the job template")
+        raise ApprovalError(
+            "backend=awx needs the controller's URL and a token: attach the "
+            "'ag-botkit controller (approval check)' credential to the job template"
+        )
     if not host.startswith("http"):
         host = "https://" + host
-    resp = open_url(host + path, headers={"Authorization": f"Bearer {token}"}, validate_certs=p["awx_validate_certs"], timeout=30)
+    resp = open_url(
+        host + path, headers={"Authorization": f"Bearer {token}"}, validate_certs=p["awx_validate_certs"], timeout=30
+    )
     return json.loads(resp.read())
 
 
 def run_awx(module: AnsibleModule) -> dict:
     p = module.params
     if not p.get("awx_workflow_job_id") or not p.get("awx_approval_node"):
-        raise ApprovalError("this step needs an approval: launch it from the region_failover workflow (awx_workflow_job_id "
-                            "and its approval node), or run it from the CLI with an approval record")
+        raise ApprovalError(
+            "this step needs an approval: launch it from the region_failover workflow (awx_workflow_job_id "
+            "and its approval node), or run it from the CLI with an approval record"
+        )
     wid = p["awx_workflow_job_id"]
     wf = _awx_get(p, f"/api/v2/workflow_jobs/{wid}/")
     nodes = _awx_get(p, f"/api/v2/workflow_jobs/{wid}/workflow_nodes/?page_size=200").get("results", [])
@@ -336,10 +393,16 @@ def main() -> None:
             request_id=dict(type="str"),
             reason=dict(type="str", default=""),
             ttl_minutes=dict(type="int", default=60),
-            approvers=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                principal_arn=dict(type="str", required=True),
-                kms_key_id=dict(type="str", required=True))),
+            approvers=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    principal_arn=dict(type="str", required=True),
+                    kms_key_id=dict(type="str", required=True),
+                ),
+            ),
             bucket=dict(type="str"),
             prefix=dict(type="str", default="approvals"),
             region=dict(type="str"),

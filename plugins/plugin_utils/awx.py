@@ -56,7 +56,9 @@ def role_entry_points(plays: list) -> list[tuple[str, str, set]]:
                 found.append((role, "main", set()))
             else:
                 name = role.get("role") or role.get("name", "")
-                fixed = set((role.get("vars") or {}).keys()) | {k for k in role if k not in ("role", "name", "vars", "tags", "when")}
+                fixed = set((role.get("vars") or {}).keys()) | {
+                    k for k in role if k not in ("role", "name", "vars", "tags", "when")
+                }
                 found.append((name, "main", fixed))
         _entry_points([play], found)
     return [(name.split(".")[-1], ep, fixed) for name, ep, fixed in found if name]
@@ -152,14 +154,19 @@ def survey_question(field: dict, option: dict) -> dict:
             raise AwxConfigError(f"{var}: default {default!r} is not one of its choices {choices}")
     elif kind in _TYPES:
         t = _TYPES[kind]
-        q.update(type=t, min=field.get("min", 0 if t == "text" else None), max=field.get("max", TEXT_MAX if t == "text" else None))
+        q.update(
+            type=t,
+            min=field.get("min", 0 if t == "text" else None),
+            max=field.get("max", TEXT_MAX if t == "text" else None),
+        )
     else:
         raise AwxConfigError(f"{var}: argument type {kind!r} has no survey question type")
     if field.get("confirm"):
         # a typed confirmation: the operator types the name of what is about to change
         q["type"] = "text"
         q["question_description"] = (q["question_description"] + " " if q["question_description"] else "") + (
-            f"Type {field['confirm']} to confirm; anything else leaves the step undone.")
+            f"Type {field['confirm']} to confirm; anything else leaves the step undone."
+        )
     if default is not None:
         # no default at all when the role computes one (from inventory): AWX then passes nothing
         q["default"] = default if q["type"] in ("integer", "float") else _text(default)
@@ -176,7 +183,9 @@ def survey_spec(template: dict, inputs: dict) -> dict:
             raise AwxConfigError(f"{template.get('name')}: survey field {var} appears twice")
         seen.add(var)
         if var not in inputs:
-            raise AwxConfigError(f"{template.get('name')}: survey field {var} is not a variable {template.get('playbook')} accepts")
+            raise AwxConfigError(
+                f"{template.get('name')}: survey field {var} is not a variable {template.get('playbook')} accepts"
+            )
         q = survey_question(field, inputs[var])
         spec.append({k: v for k, v in q.items() if v is not None})
     return {"name": template.get("name", ""), "description": template.get("description", ""), "spec": spec}
@@ -234,8 +243,9 @@ def _names(items) -> set:
     return {i.get("name") for i in items or []}
 
 
-def consistency(config: dict, playbooks: dict, argspecs: dict, declared: dict, provided: set,
-                lab_only: dict) -> list[str]:
+def consistency(
+    config: dict, playbooks: dict, argspecs: dict, declared: dict, provided: set, lab_only: dict
+) -> list[str]:
     """Every rule the configuration must keep; returns the problems found (empty: consistent).
 
     ``playbooks`` maps ``playbooks/NAME.yml`` to its parsed plays and raw text; ``provided`` holds the
@@ -288,13 +298,19 @@ def consistency(config: dict, playbooks: dict, argspecs: dict, declared: dict, p
             problems.append(f"schedule {s.get('name')}: template {target} does not exist")
     for w in config.get("controller_workflows") or []:
         for node in w.get("workflow_nodes") or []:
-            ujt = (node.get("unified_job_template") or {})
+            ujt = node.get("unified_job_template") or {}
             if ujt.get("type", "job_template") == "job_template" and ujt.get("name") not in tnames:
-                problems.append(f"workflow {w.get('name')}: node {node.get('identifier')} runs unknown template {ujt.get('name')}")
+                problems.append(
+                    f"workflow {w.get('name')}: node {node.get('identifier')} runs unknown template {ujt.get('name')}"
+                )
     notes = _names(config.get("controller_notifications"))
     for obj in templates + (config.get("controller_workflows") or []):
-        for key in ("notification_templates_error", "notification_templates_success", "notification_templates_started",
-                    "notification_templates_approvals"):
+        for key in (
+            "notification_templates_error",
+            "notification_templates_success",
+            "notification_templates_started",
+            "notification_templates_approvals",
+        ):
             for n in obj.get(key) or []:
                 if n not in notes:
                     problems.append(f"{obj.get('name')}: notification {n} does not exist")

@@ -4,7 +4,7 @@ tests/integration/test_approval.py; here every refusal is shown on its own)."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._approval import (  # 
     request_id,
 )
 
-NOW = datetime(2027, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
 OLIVIA = "arn:aws:sts::111122223333:assumed-role/dr-operator-olivia/olivia@example.com"
 ALICE = "arn:aws:sts::111122223333:assumed-role/dr-approver-alice/alice@example.com"
 APPROVERS = [
@@ -42,23 +42,32 @@ def grant(payload):
 
 
 def check(g, **kw):
-    args = dict(action="db_swap", target="ag_botkit", incident_id="INC-1", operator_arn=OLIVIA, approvers=APPROVERS, now=NOW)
+    args = dict(
+        action="db_swap", target="ag_botkit", incident_id="INC-1", operator_arn=OLIVIA, approvers=APPROVERS, now=NOW
+    )
     args.update(kw)
     return check_grant(g, **args)
 
 
 def test_request_id_is_stable_and_binds_every_field():
     assert request_id("db_swap", "ag_botkit", "INC-1", OLIVIA) == request_id("db_swap", "ag_botkit", "INC-1", OLIVIA)
-    ids = {request_id(*f) for f in [("db_swap", "ag_botkit", "INC-1", OLIVIA), ("dns_change", "ag_botkit", "INC-1", OLIVIA),
-                                    ("db_swap", "other", "INC-1", OLIVIA), ("db_swap", "ag_botkit", "INC-2", OLIVIA),
-                                    ("db_swap", "ag_botkit", "INC-1", ALICE)]}
+    ids = {
+        request_id(*f)
+        for f in [
+            ("db_swap", "ag_botkit", "INC-1", OLIVIA),
+            ("dns_change", "ag_botkit", "INC-1", OLIVIA),
+            ("db_swap", "other", "INC-1", OLIVIA),
+            ("db_swap", "ag_botkit", "INC-2", OLIVIA),
+            ("db_swap", "ag_botkit", "INC-1", ALICE),
+        ]
+    }
     assert len(ids) == 5
 
 
 def test_assumed_role_sessions_match_their_role_only():
     assert principal_matches(APPROVERS[0]["principal_arn"], ALICE)
     assert not principal_matches(APPROVERS[0]["principal_arn"], OLIVIA)
-    assert not principal_matches("arn:aws:iam::999999999999:role/dr-approver-alice", ALICE)   # other account
+    assert not principal_matches("arn:aws:iam::999999999999:role/dr-approver-alice", ALICE)  # other account
     assert approver_by_arn(APPROVERS, ALICE)["name"] == "alice"
     assert approver_by_arn(APPROVERS, "arn:aws:iam::111122223333:user/mallory") is None
 
@@ -86,12 +95,15 @@ def test_a_self_approval_record_is_refused_even_if_written_by_hand():
         check(grant(p))
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("action", "dns_change", "approves another run"),
-    ("target", "other_db", "approves another run"),
-    ("incident_id", "INC-2", "approves another run"),
-    ("operator_arn", ALICE, "approves another run"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("action", "dns_change", "approves another run"),
+        ("target", "other_db", "approves another run"),
+        ("incident_id", "INC-2", "approves another run"),
+        ("operator_arn", ALICE, "approves another run"),
+    ],
+)
 def test_a_grant_for_another_run_is_refused(field, value, match):
     p = grant_payload(request(), approver_by_arn(APPROVERS, ALICE), ALICE, "", 30, NOW)
     with pytest.raises(ApprovalError, match=match):
@@ -136,14 +148,17 @@ def test_awx_approval_by_a_second_user_passes():
     assert decide_awx(WF, NODES, approval("alice"), "approve-dns-change")["approver"] == "alice"
 
 
-@pytest.mark.parametrize("wf,nodes,appr,match", [
-    (WF, NODES, approval("olivia"), "approved it too"),
-    (WF, NODES, approval("alice", "failed"), "not approved"),          # denied
-    (WF, NODES, approval("alice", "canceled"), "not approved"),        # timed out
-    (WF, NODES, None, "has not run"),
-    (WF, [], approval("alice"), "has no node"),
-    ({"id": 7, "summary_fields": {}}, NODES, approval("alice"), "no launching user"),   # a schedule
-])
+@pytest.mark.parametrize(
+    "wf,nodes,appr,match",
+    [
+        (WF, NODES, approval("olivia"), "approved it too"),
+        (WF, NODES, approval("alice", "failed"), "not approved"),  # denied
+        (WF, NODES, approval("alice", "canceled"), "not approved"),  # timed out
+        (WF, NODES, None, "has not run"),
+        (WF, [], approval("alice"), "has no node"),
+        ({"id": 7, "summary_fields": {}}, NODES, approval("alice"), "no launching user"),  # a schedule
+    ],
+)
 def test_awx_approval_refusals(wf, nodes, appr, match):
     with pytest.raises(ApprovalError, match=match):
         decide_awx(wf, nodes, appr, "approve-dns-change")

@@ -11,8 +11,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
-from awx_data import argspecs, config, playbooks, provided_by_inventories  # noqa: E402
-
 from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import (  # noqa: E402
     AwxConfigError,
     consistency,
@@ -21,18 +19,27 @@ from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import (  # noqa: 
     survey_question,
     survey_spec,
 )
+from awx_data import argspecs, config, playbooks, provided_by_inventories  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def data():
     cfg = config()
-    return dict(config=cfg, playbooks=playbooks(), argspecs=argspecs(), declared=cfg["awx_playbook_inputs"],
-                provided=provided_by_inventories(), lab_only=cfg["awx_playbooks_without_template"])
+    return dict(
+        config=cfg,
+        playbooks=playbooks(),
+        argspecs=argspecs(),
+        declared=cfg["awx_playbook_inputs"],
+        provided=provided_by_inventories(),
+        lab_only=cfg["awx_playbooks_without_template"],
+    )
 
 
 def problems(d, **override):
     args = dict(d, **override)
-    return consistency(args["config"], args["playbooks"], args["argspecs"], args["declared"], args["provided"], args["lab_only"])
+    return consistency(
+        args["config"], args["playbooks"], args["argspecs"], args["declared"], args["provided"], args["lab_only"]
+    )
 
 
 def test_the_configuration_is_consistent(data):
@@ -42,7 +49,9 @@ def test_the_configuration_is_consistent(data):
 def test_every_playbook_has_a_template_or_is_listed(data):
     pbs = dict(data["playbooks"])
     pbs["playbooks/new_runbook.yml"] = ([{"hosts": "all", "tasks": []}], "")
-    assert problems(data, playbooks=pbs) == ["playbooks/new_runbook.yml has no job template and is not listed as lab-only/CLI-only"]
+    assert problems(data, playbooks=pbs) == [
+        "playbooks/new_runbook.yml has no job template and is not listed as lab-only/CLI-only"
+    ]
 
 
 def test_a_template_for_a_missing_playbook_is_reported(data):
@@ -55,16 +64,19 @@ def test_a_template_for_a_missing_playbook_is_reported(data):
 def test_a_survey_field_the_playbook_does_not_accept_is_reported(data):
     cfg = copy.deepcopy(data["config"])
     backup = next(t for t in cfg["controller_templates"] if t["playbook"] == "playbooks/backup.yml")
-    backup["survey_fields"].append({"var": "db_restore_confirm"})   # a db_restore variable, not backup.yml's
+    backup["survey_fields"].append({"var": "db_restore_confirm"})  # a db_restore variable, not backup.yml's
     assert problems(data, config=cfg) == [
-        "DR | Backup: survey field db_restore_confirm is not a variable playbooks/backup.yml accepts"]
+        "DR | Backup: survey field db_restore_confirm is not a variable playbooks/backup.yml accepts"
+    ]
 
 
 def test_a_required_input_without_survey_field_is_reported(data):
     cfg = copy.deepcopy(data["config"])
     notify = next(t for t in cfg["controller_templates"] if t["playbook"] == "playbooks/incident_notify.yml")
     notify["survey_fields"] = [f for f in notify["survey_fields"] if f["var"] != "incident_notify_message"]
-    assert problems(data, config=cfg) == ["template DR | Incident notify: required input incident_notify_message has no survey field"]
+    assert problems(data, config=cfg) == [
+        "template DR | Incident notify: required input incident_notify_message has no survey field"
+    ]
 
 
 def test_a_required_role_option_without_survey_field_is_reported(data):
@@ -74,14 +86,16 @@ def test_a_required_role_option_without_survey_field_is_reported(data):
     ks = next(t for t in cfg["controller_templates"] if t["playbook"] == "playbooks/kill_switch.yml")
     ks["survey_fields"] = [f for f in ks["survey_fields"] if f["var"] != "kill_switch_reason"]
     assert problems(data, config=cfg, argspecs=specs) == [
-        "template DR | Kill switch: required input kill_switch_reason has no survey field"]
+        "template DR | Kill switch: required input kill_switch_reason has no survey field"
+    ]
 
 
 def test_a_declared_input_the_playbook_never_reads_is_reported(data):
     declared = copy.deepcopy(data["declared"])
     declared["playbooks/region_failover.yml"]["dr_not_read_anywhere"] = {"type": "str"}
     assert problems(data, declared=declared) == [
-        "playbooks/region_failover.yml: declared input dr_not_read_anywhere is never read by the playbook"]
+        "playbooks/region_failover.yml: declared input dr_not_read_anywhere is never read by the playbook"
+    ]
 
 
 def test_a_schedule_of_a_missing_template_is_reported(data):
@@ -115,7 +129,12 @@ def test_the_plan_schedules_and_workflow_are_there(data):
     for ident, node in nodes.items():
         if ident != "notify-failure":
             assert node["related"]["failure_nodes"] == [{"identifier": "notify-failure"}], ident
-    assert {n["notification_type"] for n in cfg["controller_notifications"]} == {"slack", "pagerduty", "email", "webhook"}
+    assert {n["notification_type"] for n in cfg["controller_notifications"]} == {
+        "slack",
+        "pagerduty",
+        "email",
+        "webhook",
+    }
 
 
 def test_no_secret_values_in_the_configuration(data):
@@ -127,6 +146,7 @@ def test_no_secret_values_in_the_configuration(data):
 
 
 # --- survey generation ---------------------------------------------------------------------------------------
+
 
 def test_questions_are_typed_from_the_argument_spec():
     q = survey_question({"var": "a"}, {"type": "bool", "default": False, "description": "C(x) on"})
@@ -168,13 +188,21 @@ def test_a_confirmation_is_a_typed_text_field(data):
 
 
 def test_a_launch_passes_answers_and_valid_defaults_only():
-    spec = {"spec": [
-        {"variable": "a", "type": "text", "min": 0, "max": 10, "default": "x", "required": False},
-        {"variable": "b", "type": "text", "min": 0, "max": 10, "required": False},           # no default: omitted
-        {"variable": "c", "type": "integer", "default": 3, "required": False},
-        {"variable": "d", "type": "multiplechoice", "choices": "true\nfalse", "default": "false", "required": False},
-        {"variable": "e", "type": "text", "min": 2, "max": 10, "default": "", "required": False},  # default invalid
-    ]}
+    spec = {
+        "spec": [
+            {"variable": "a", "type": "text", "min": 0, "max": 10, "default": "x", "required": False},
+            {"variable": "b", "type": "text", "min": 0, "max": 10, "required": False},  # no default: omitted
+            {"variable": "c", "type": "integer", "default": 3, "required": False},
+            {
+                "variable": "d",
+                "type": "multiplechoice",
+                "choices": "true\nfalse",
+                "default": "false",
+                "required": False,
+            },
+            {"variable": "e", "type": "text", "min": 2, "max": 10, "default": "", "required": False},  # default invalid
+        ]
+    }
     assert survey_extra_vars(spec) == {"a": "x", "c": 3, "d": "false"}
     assert survey_extra_vars(spec, {"b": "y", "d": "true"}) == {"a": "x", "b": "y", "c": 3, "d": "true"}
     with pytest.raises(AwxConfigError, match="not valid"):
