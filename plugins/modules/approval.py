@@ -22,7 +22,7 @@ description:
   - O(state=grant) is what C(playbooks/approve.yml) runs under the approver's own credentials. It refuses when the
     caller is not a registered approver or is the operator of the request, then signs the grant with the
     approver's KMS key (KMS Sign) and writes it.
-  - O(state=check) with O(backend=awx) reads the controller's API instead: the workflow job's approval node
+  - O(state=check) with O(backend=awx) reads the controller's API instead; the workflow job's approval node
     O(awx_approval_node) must have been approved by a user other than the one who launched the workflow.
   - What it protects against, and what it does not, is in C(docs/awx.md) ("Two-person rule").
 author:

@@ -211,3 +211,36 @@ def test_a_launch_passes_answers_and_valid_defaults_only():
         survey_extra_vars(spec, {"zz": 1})
     with pytest.raises(AwxConfigError, match="required"):
         survey_extra_vars({"spec": [{"variable": "r", "type": "text", "required": True, "min": 0, "max": 5}]})
+
+
+def test_the_dry_run_prints_every_object_from_the_same_data(data, tmp_path):
+    """make awx-plan: playbooks/awx_configure.yml without a controller lists every object it would create."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    plan_file = tmp_path / "plan.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), INCIDENT_TIMELINE_REPORTS_DIR=str(tmp_path))
+    res = subprocess.run([str(root / ".venv/bin/ansible-playbook"), "playbooks/awx_configure.yml",
+                          "-e", f"awx_configure_plan_file={plan_file}"], cwd=root, env=env, capture_output=True,
+                         text=True, check=False, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    plan = json.loads(plan_file.read_text())
+    cfg = data["config"]
+    kinds = {"organization": "controller_organizations", "credential_type": "controller_credential_types",
+             "credential": "controller_credentials", "execution_environment": "controller_execution_environments",
+             "project": "controller_projects", "inventory": "controller_inventories",
+             "inventory_source": "controller_inventory_sources", "notification_template": "controller_notifications",
+             "job_template": "controller_templates", "workflow_job_template": "controller_workflows",
+             "schedule": "controller_schedules", "setting": "controller_settings"}
+    for kind, key in kinds.items():
+        planned = [o["name"] for o in plan if o["_kind"] == kind]
+        assert planned == [o["name"] for o in cfg[key]], kind
+        for o in [o for o in plan if o["_kind"] == kind]:
+            assert f"(item={kind} {o['name']})" in res.stdout
+    assert "Apply |" not in res.stdout.replace("Apply to the controller", "")   # nothing applied in a dry run
+    restore = next(o for o in plan if o["name"] == "DR | Database restore")
+    assert restore["survey_enabled"] and "survey_fields" not in restore
+    declared = next(t for t in cfg["controller_templates"] if t["name"] == "DR | Database restore")
+    assert [q["variable"] for q in restore["survey_spec"]["spec"]] == [f["var"] for f in declared["survey_fields"]]
