@@ -27,7 +27,7 @@ options:
     type: path
     required: true
   declared:
-    description: Playbook-level inputs, C(awx_playbook_inputs) from C(awx/controller_playbook_inputs.yml).
+    description: Playbook-level inputs, C(awx_playbook_inputs) from C(awx/controller_inputs.yml).
     type: dict
     default: {}
 """

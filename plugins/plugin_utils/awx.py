@@ -8,7 +8,7 @@ Pure functions over plain data (parsed YAML), shared by the ``agbotkit.dr.awx_*`
 
 - ``playbook_inputs(plays, argspecs, declared)``: every variable a playbook accepts, as argument
   spec options (the role entry points it runs, minus what the playbook fixes, plus the
-  playbook-level inputs declared in ``awx/controller_playbook_inputs.yml``).
+  playbook-level inputs declared in ``awx/controller_inputs.yml``).
 - ``survey_spec(template, inputs)``: the AWX survey of a job template, typed from those options.
 - ``survey_extra_vars(spec, answers)``: the extra vars a launch with that survey produces
   (AWX's rule: an answer, else a default that passes the question's own validation).
@@ -77,7 +77,7 @@ def playbook_inputs(plays: list, argspecs: dict, declared: dict | None = None) -
     """Every variable the playbook accepts, as ``{name: option}`` in argument-spec form.
 
     ``argspecs`` maps a role's short name to its ``argument_specs`` mapping; ``declared`` holds the
-    playbook-level inputs (``awx/controller_playbook_inputs.yml``) in the same form. A variable the playbook fixes
+    playbook-level inputs (``awx/controller_inputs.yml``) in the same form. A variable the playbook fixes
     (``vars:`` on the role, or of the play) is not an input. Each option gets ``_source`` ("role/entry").
     """
     inputs: dict = {}
