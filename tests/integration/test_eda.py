@@ -125,8 +125,10 @@ def test_a_changed_configmap_is_in_s3_within_the_bound(rulebook, lab):
     print(f"changed ConfigMap in s3://ag-botkit-backups/{found} after {took:.1f} s")
 
     # debounced: the burst of three changes gave one backup run. Without the throttle the rule fires three times and
-    # ansible-rulebook runs the actions one after the other: the second run starts right after the first ends.
-    time.sleep(12)
+    # ansible-rulebook runs the actions one after the other (it prints a run's output when the run ends), so wait
+    # as long as one more run would take: a second run would have uploaded another backup and printed its play.
+    one_run = max(took - 15, 10)
+    time.sleep(min(one_run * 1.3 + 5, 90))
     text = log.read_text()
     runs = text.count("PLAY [Manual Backup Creation]")
     assert runs == 1, f"a burst of 3 changes gave {runs} backup runs:\n{text[-4000:]}"
