@@ -5,12 +5,14 @@ PY    := $(VENV)/python
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup lab-up lab-down lab-status drill test lint unit integration molecule bench clean
+.PHONY: help setup lab-up lab-down lab-status drill test lint unit integration molecule bench clean awx-plan ee-context
 
 help:
 	@echo "make drill       set up, bring the lab up, run the region failover drill, print the report"
 	@echo "make test        set up and run every test (lint, unit, integration, molecule)"
 	@echo "make lab-up | lab-down | lab-status | bench | setup"
+	@echo "make awx-plan    print every AWX/AAP object playbooks/awx_configure.yml would create (no controller needed)"
+	@echo "make ee-context  ansible-builder create: the execution environment's build context in context/"
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +45,12 @@ molecule: lab-up
 
 test: setup
 	@bash scripts/test.sh
+
+awx-plan: setup
+	@mkdir -p artifacts && $(VENV)/ansible-playbook playbooks/awx_configure.yml -e awx_configure_plan_file=$(CURDIR)/artifacts/awx-plan.json
+
+ee-context: setup
+	@bash scripts/ee_context.sh
 
 bench: lab-up
 	@bash scripts/bench.sh

@@ -55,6 +55,7 @@ lane_static() {
   step ansible-lint "$V/ansible-lint" --offline -q || status=1
   step "role READMEs" "$V/python" scripts/role_readme.py --check || status=1
   step "sanity + galaxy-importer" bash scripts/sanity.sh || status=1
+  step "EE build context (ansible-builder create)" bash scripts/ee_context.sh || status=1
   step "unit tests" "$V/pytest" tests/unit -q -p no:cacheprovider -rfE --junitxml=artifacts/junit-unit.xml || status=1
   return $status
 }

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to agbotkit.dr
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: awx_job_templates
+short_description: Job templates with surveys generated from the roles' argument specs
+version_added: 0.1.0
+description:
+  - "C(controller_templates | agbotkit.dr.awx_job_templates(root, awx_playbook_inputs)) returns the templates ready
+    for C(awx.awx.job_template): each template's C(survey_fields) become a C(survey_spec) whose questions take their
+    type, choices, required flag, default and description from the argument specs of the role entry points the
+    template's playbook runs (C(roles/*/meta/argument_specs.yml) under O(root)) and from O(declared), the
+    playbook-level inputs. C(survey_enabled) is set when there is a question."
+  - "A survey field that its playbook does not accept, a list without choices or a default outside its choices
+    fails the run with the template's name."
+options:
+  _input:
+    description: The controller_templates list (infra.aap_configuration's shape plus C(survey_fields)).
+    type: list
+    elements: dict
+    required: true
+  root:
+    description: The collection's root folder (holding playbooks/ and roles/).
+    type: path
+    required: true
+  declared:
+    description: Playbook-level inputs, C(awx_playbook_inputs) from C(awx/controller_inputs.yml).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Job templates with their surveys
+  ansible.builtin.set_fact:
+    awx_templates: >-
+      {{ controller_templates | agbotkit.dr.awx_job_templates(playbook_dir ~ '/..', awx_playbook_inputs) }}
+"""
+
+RETURN = r"""
+_value:
+  description: The templates, each with C(survey_spec) and C(survey_enabled) and without C(survey_fields).
+  type: list
+  elements: dict
+"""
+
+import os
+
+import yaml
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import AwxConfigError, playbook_inputs, survey_spec
+
+
+def load_argspecs(root: str) -> dict:
+    """Role short name -> its argument_specs mapping."""
+    specs = {}
+    roles = os.path.join(root, "roles")
+    for name in sorted(os.listdir(roles)):
+        path = os.path.join(roles, name, "meta", "argument_specs.yml")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                specs[name] = (yaml.safe_load(f) or {}).get("argument_specs") or {}
+    return specs
+
+
+def load_playbook(root: str, path: str) -> tuple[list, str]:
+    with open(os.path.join(root, path), encoding="utf-8") as f:
+        text = f.read()
+    return yaml.safe_load(text) or [], text
+
+
+def awx_job_templates(templates, root, declared=None):
+    declared = dict(declared or {})
+    argspecs = load_argspecs(str(root))
+    out = []
+    for template in templates or []:
+        t = {k: v for k, v in dict(template).items() if k != "survey_fields"}
+        try:
+            plays, _text = load_playbook(str(root), template["playbook"])
+            spec = survey_spec(template, playbook_inputs(plays, argspecs, declared.get(template["playbook"])))
+        except (AwxConfigError, OSError, KeyError, yaml.YAMLError) as exc:
+            raise AnsibleFilterError(f"job template {template.get('name')}: {exc}") from exc
+        t["survey_enabled"] = bool(spec["spec"])
+        t["survey_spec"] = spec if spec["spec"] else {}
+        out.append(t)
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return {"awx_job_templates": awx_job_templates}
