@@ -239,12 +239,19 @@ def typed_hash_expression(columns: list[dict]) -> str:
             "0)::text" % ", ".join(items))
 
 
+def sql_literal(value: str) -> str:
+    """A string as an SQL literal (standard_conforming_strings, the default since PostgreSQL 9.1)."""
+    return "'%s'" % str(value).replace("'", "''")
+
+
 def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
-                    columns: list[dict] | None = None) -> str:
+                    columns: list[dict] | None = None, watermark: str | None = None) -> str:
     """One pass over the table: count, order-independent checksum, max(time column).
 
     checksums: False, True (the default algorithm) or an algorithm name of KNOWN_CHECKSUM_ALGORITHMS.
-    columns: the table's columns (needed by the typed algorithm, which orders them by name)."""
+    columns: the table's columns (needed by the typed algorithm, which orders them by name).
+    watermark: with a time column, only rows whose time is at or before it are read (a manifest's max_time:
+    the rows a backup held, whatever was written after it)."""
     parts = ["count(*) AS rows"]
     if checksums:
         algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
@@ -254,8 +261,19 @@ def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
             parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
     if time_column:
         parts.append("max(agbot__r.%s)::text AS max_time" % quote_ident(time_column))
+    source = qualified(table)
+    if watermark is not None and time_column:
+        # identifiers quoted with quote_ident(), the watermark with sql_literal()
+        source = "(SELECT * FROM %s WHERE %s <= %s)" % (source, quote_ident(time_column),  # noqa: S608
+                                                        sql_literal(watermark))
     # identifiers are quoted with quote_ident(): no injection through table or column names
-    return "SELECT %s FROM %s AS agbot__r" % (", ".join(parts), qualified(table))  # noqa: S608
+    return "SELECT %s FROM %s AS agbot__r" % (", ".join(parts), source)  # noqa: S608
+
+
+def rows_since_sql(table: str, time_column: str, watermark: str) -> str:
+    """Rows written after a watermark (quoted identifiers and literal)."""
+    return "SELECT count(*) AS n FROM %s WHERE %s > %s" % (  # noqa: S608
+        qualified(table), quote_ident(time_column), sql_literal(watermark))
 
 
 def canonical_schema(columns: list[dict], constraints: list[dict], indexes: list[dict]) -> dict:
@@ -400,6 +418,74 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
     return out
 
 
+# --- the live database against a manifest, allowing what was written since -----------------------
+
+# A time column with one of these names moves when a row is updated in place (positions.updated_at), so a
+# row changed since the backup is no longer "at or before the watermark": such tables are bounded by count.
+MUTABLE_TIME_COLUMNS = frozenset(("updated_at", "modified_at", "last_updated", "last_modified"))
+NO_WATERMARK = "-infinity"  # an empty table at backup time: every row now was written since
+
+
+def watermark_plan(manifest: dict) -> dict:
+    """{table: {"mode": "watermark"|"mutable", "time_column", "max_time"}} for the tables of a manifest that
+    have a time column. Tables without one are compared exactly (every row, as at backup time)."""
+    plan = {}
+    for name, entry in (manifest.get("tables") or {}).items():
+        column = entry.get("time_column")
+        if not column:
+            continue
+        if column in MUTABLE_TIME_COLUMNS:
+            plan[name] = {"mode": "mutable", "time_column": column, "max_time": entry.get("max_time")}
+        else:
+            plan[name] = {"mode": "watermark", "time_column": column,
+                          "max_time": entry.get("max_time") or NO_WATERMARK}
+    return plan
+
+
+def compare_superset(expected: dict, observed: dict, checksums: bool = True) -> list[dict]:
+    """compare() for a live database that may have been written to since the backup was restored into it.
+
+    observed comes from a ManifestCollector given watermark_plan(expected): per table with a time column, the
+    rows at or before the manifest's max_time (which must match the manifest exactly: count, checksum,
+    max(time)), and rows_since after it (not a mismatch). Tables whose time column is updated in place
+    ("mutable") must hold at least the manifest's row count. Tables without a time column must match exactly.
+    Tables created since are not a mismatch; a missing table, changed schema or extension is."""
+    out = []
+    exp_tables = expected.get("tables", {})
+    obs_tables = observed.get("tables", {})
+    for found in compare(expected, observed, checksums=checksums):
+        name = found["table"] or ""
+        obs = obs_tables.get(name) or {}
+        mark = obs.get("watermark")
+        got = obs.get("rows") or 0
+        m = found
+        if found["kind"] == "extra_table":
+            continue
+        if mark == "mutable" and found["kind"] in ("checksum", "max_time"):
+            continue
+        if mark == "mutable" and found["kind"] == "rows":
+            want = exp_tables[name]["rows"]
+            if got >= want:
+                continue
+            m = dict(found, message="%s: %s rows, the backup held %s: %d row(s) deleted" % (
+                name, got, want, want - got))
+        elif mark is not None and found["kind"] == "rows":
+            want = found["expected"]
+            m = dict(found, message="%s: %s rows up to %s (the backup's newest), the backup held %s: %d row(s) %s" % (
+                name, got, mark, want, abs(want - got),
+                "missing" if got < want else "added before the backup's newest row"))
+        elif mark is not None and found["kind"] == "checksum":
+            m = dict(found, message="%s: rows up to %s differ from the backup (changed)" % (name, mark))
+        out.append(m)
+    return out
+
+
+def rows_since(observed: dict) -> dict:
+    """{table: rows written after the backup's newest row} from a superset observation (non-zero only)."""
+    return {name: t["rows_since"] for name, t in sorted((observed.get("tables") or {}).items())
+            if t.get("rows_since")}
+
+
 # --- collection (duck-typed sessions) ----------------------------------------------------------
 
 class ManifestCollector:
@@ -409,7 +495,8 @@ class ManifestCollector:
     parallel - 1 more sessions adopt it (SET TRANSACTION SNAPSHOT), so every table is read at
     the same instant while several tables are scanned at once. Largest tables go first."""
 
-    def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM):
+    def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM,
+                 watermarks: dict | None = None):
         if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
             raise ValueError("unknown checksum algorithm %r (known: %s)" % (
                 algorithm, ", ".join(sorted(KNOWN_CHECKSUM_ALGORITHMS))))
@@ -417,6 +504,8 @@ class ManifestCollector:
         self.checksums = algorithm if checksums else False
         self.algorithm = algorithm
         self.parallel = max(1, int(parallel))
+        # {table: {"time_column": c, "max_time": t}}: read only rows up to t (see watermark_plan)
+        self.watermarks = watermarks or {}
 
     # table list / schema -------------------------------------------------------------------
     @staticmethod
@@ -512,6 +601,18 @@ class ManifestCollector:
     def _run(self, sessions, jobs) -> dict:
         def stats(session, job):
             name, time_column, columns = job
+            mark = self.watermarks.get(name)
+            if mark and mark.get("mode") == "mutable":
+                # rows updated in place move past any watermark: only their number can be bounded
+                row = session.one(table_stats_sql(name, None, False, columns))
+                return {"rows": int(row["rows"]), "checksum": None, "max_time": None, "time_column": time_column,
+                        "watermark": "mutable"}
+            if mark and mark.get("mode") == "watermark" and mark.get("time_column") == time_column:
+                row = session.one(table_stats_sql(name, time_column, self.checksums, columns, mark["max_time"]))
+                since = session.one(rows_since_sql(name, time_column, mark["max_time"]))
+                return {"rows": int(row["rows"]), "checksum": row.get("checksum") if self.checksums else None,
+                        "max_time": row.get("max_time"), "time_column": time_column, "watermark": mark["max_time"],
+                        "rows_since": int(since["n"])}
             row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
             return {
                 "rows": int(row["rows"]),

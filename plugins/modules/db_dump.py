@@ -149,6 +149,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     conn_args,
     find_tool,
     pg_dump_runner,
+    dbname_conninfo,
     pg_env,
     verify_artifacts,
 )
@@ -193,7 +194,8 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
             with runner("host port user no_password format jobs compress snapshot file dbname",
                         environ_update=pg_env(p)) as ctx:
                 rc, out, err = ctx.run(format="directory", jobs=p["jobs"], compress=p["compress"], snapshot=snapshot,
-                                       file=dump_dir, dbname=p["login_db"], no_password=True, **conn_args(p))
+                                       file=dump_dir, dbname=dbname_conninfo(p["login_db"]), no_password=True,
+                                       **conn_args(p))
             result.update(rc=rc, out=out, err=err, seconds=round(time.monotonic() - started, 3))
 
         thread = threading.Thread(target=dump)

@@ -83,6 +83,19 @@ options:
       - Fail when any mismatch or corruption is found. With V(false) the module returns RV(ok=false) and the list.
     type: bool
     default: true
+  superset:
+    description:
+      - Check that the database still holds everything the manifest holds, allowing what was written since (a live
+        database that a resumed bot writes to). Per table with a time column, only the rows at or before the
+        manifest's C(max_time) (its watermark) are compared - count, checksum and C(max(time)) must match exactly -
+        and the rows after it are returned as RV(rows_since). A table whose time column is updated in place
+        (C(updated_at), C(modified_at), C(last_updated), C(last_modified)) must hold at least the manifest's row
+        count (its changed rows cannot be told from damage, so only deletions are seen). A table without a time
+        column must match exactly. Tables created since are not a mismatch.
+      - Needs a manifest.
+    type: bool
+    default: false
+    version_added: 0.2.0
 attributes:
   check_mode:
     support: full
@@ -168,6 +181,26 @@ elapsed_seconds:
   returned: always
   type: dict
   sample: {"manifest": 1.2, "amcheck": 3.4, "hypertables": 0.01}
+compared:
+  description: What was actually compared, for reports - the number of tables compared with the manifest, the
+    rows they hold by the manifest, the tables whose row checksum was compared (C(checksum_tables); 0 when checksums
+    were off or not comparable), the relations amcheck checked, and whether O(superset) was used.
+  returned: always
+  type: dict
+  sample: {"tables": 5, "rows": 12000, "checksum_tables": 5, "amcheck_relations": 14, "superset": false}
+rows_since:
+  description: With O(superset), per table the rows written after the manifest's newest row (only non-zero ones).
+  returned: always
+  type: dict
+  sample: {"public.fills": 12}
+database:
+  description: The database checked (O(login_db)).
+  returned: always
+  type: str
+backup_id:
+  description: The C(backup.id) of the manifest checked against, when it has one.
+  returned: always
+  type: str
 queries:
   description: The SQL the module ran.
   returned: always
@@ -194,9 +227,12 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     ManifestCollector,
     comparable,
     compare,
+    compare_superset,
     normalize_table_name,
     parse_manifest,
+    rows_since,
     validate_manifest,
+    watermark_plan,
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
@@ -251,6 +287,7 @@ def argument_spec() -> dict:
         heapallindexed=dict(type="bool", default=False),
         hypertables=dict(type="bool", default=True),
         fail_on_mismatch=dict(type="bool", default=True),
+        superset=dict(type="bool", default=False),
     )
     return spec
 
@@ -293,7 +330,9 @@ class Checker:
         if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
             raise ManifestError("Failed to verify: the manifest's checksum algorithm %s is unknown to this version of "
                                 "agbotkit.dr; upgrade the collection or use checksums: false" % algorithm)
-        collector = ManifestCollector(self.connector, checksums=checksums, parallel=p["parallel"], algorithm=algorithm)
+        superset = bool(p["superset"] and expected is not None)
+        collector = ManifestCollector(self.connector, checksums=checksums, parallel=p["parallel"], algorithm=algorithm,
+                                      watermarks=watermark_plan(expected) if superset else None)
         if p["tables"] is not None:
             names = sorted({normalize_table_name(t) for t in p["tables"]})
             schema_tables = names
@@ -308,7 +347,12 @@ class Checker:
         if p["tables"] is not None:
             exp["tables"] = {t: v for t, v in exp["tables"].items() if t in names}
             exp["schema_hash"] = None
-        mismatches = compare(exp, observed, checksums=checksums) if expected is not None else []
+        if expected is None:
+            mismatches = []
+        elif superset:
+            mismatches = compare_superset(exp, observed, checksums=checksums)
+        else:
+            mismatches = compare(exp, observed, checksums=checksums)
         for name in names if p["tables"] is not None else []:
             if name not in observed["tables"] and name not in exp["tables"]:
                 mismatches.append(_mismatch("missing_table", "%s: table does not exist" % name, name))
@@ -406,7 +450,11 @@ class Checker:
     def run(self, result: dict) -> None:
         p = self.p
         result["queries"] = self.recorder.queries
+        result["database"] = p["login_db"]
         expected = load_expected(p)
+        result["backup_id"] = ((expected or {}).get("backup") or {}).get("id")
+        if p["superset"] and expected is None:
+            raise ManifestError("superset: true needs a manifest (manifest or manifest_path)")
         elapsed = {}
         session = self.connector.session()
         try:
@@ -434,8 +482,16 @@ class Checker:
                 elapsed["hypertables"] = round(time.monotonic() - started, 3)
         finally:
             session.close()
-        result.update(report=self.report(expected, observed, amcheck), mismatches=mismatches, ok=not mismatches,
-                      observed=observed, elapsed_seconds=elapsed, changed=self.changed)
+        report = self.report(expected, observed, amcheck)
+        exp_tables = (expected or {}).get("tables", {})
+        result.update(report=report, mismatches=mismatches, ok=not mismatches,
+                      observed=observed, elapsed_seconds=elapsed, changed=self.changed,
+                      rows_since=rows_since(observed),
+                      compared={"tables": len([t for t in exp_tables if t in report]),
+                                "rows": sum(e["rows"] for e in exp_tables.values()),
+                                "checksum_tables": len([r for r in report.values() if r["checksum_ok"] is not None]),
+                                "amcheck_relations": len(amcheck or {}),
+                                "superset": bool(p["superset"] and expected is not None)})
         if mismatches and p["fail_on_mismatch"]:
             raise IntegrityMismatchError(
                 "Failed integrity check of %s: %d problem(s): %s" % (
