@@ -21,7 +21,7 @@ description:
     re-run after success changes nothing; a re-run after a failure (the server going away mid-restore, say)
     drops the incomplete database it created for the same backup (marker C(status=loading)) and starts again. Any
     other database of that name - without our marker, quarantined by M(agbotkit.dr.db_swap), or a restore of
-    another backup - is never touched: the module fails instead, saying what the database carries.
+    another backup - is never touched; the module fails instead, saying what the database carries.
   - The restore runs in two C(pg_restore) calls. The first creates the schema (C(--section=pre-data)). Then
     autovacuum is switched off on every new table (C(autovacuum_enabled=false), also for its TOAST table) unless
     the backup set that option itself, the table belongs to an extension, or this role may not alter it; and

@@ -168,8 +168,8 @@ def test_case3_path_traversal_in_a_signed_manifest_is_refused_before_any_downloa
     saved = SavedObjects(lab, mkey, skey)
     escape = f"escape-{uuid.uuid4().hex[:8]}"
     forged = json.loads(saved.saved[mkey])
-    forged["artifacts"][f"../../../{escape}"] = dict(forged["artifacts"]["dump/toc.dat"])
-    aws(lab, "s3").put_object(Bucket=BUCKET, Key=f"database/{bid}/../../../{escape}", Body=b"planted")
+    forged["artifacts"][f"../../{escape}"] = dict(forged["artifacts"]["dump/toc.dat"])
+    aws(lab, "s3").put_object(Bucket=BUCKET, Key=f"database/{bid}/../../{escape}", Body=b"planted")
     body = json.dumps(forged).encode()
     aws(lab, "s3").put_object(Bucket=BUCKET, Key=mkey, Body=body)
     aws(lab, "s3").put_object(Bucket=BUCKET, Key=skey, Body=sign(lab, body))
