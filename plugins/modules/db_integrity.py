@@ -258,6 +258,17 @@ AMCHECK_TARGETS_SQL = (
     "ORDER BY 1"
 )
 
+# Who holds a lock that conflicts with reading: what a scan that hit lock_timeout waited for
+LOCK_HOLDERS_SQL = (
+    "SELECT l.relation::pg_catalog.regclass::text AS relation, l.mode, l.pid, a.application_name, a.usename, "
+    "a.state, pg_catalog.left(a.query, 200) AS query FROM pg_catalog.pg_locks l "
+    "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.granted AND l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_catalog.pg_database "
+    "WHERE datname = pg_catalog.current_database()) AND l.mode = 'AccessExclusiveLock' "
+    "AND l.pid <> pg_catalog.pg_backend_pid() ORDER BY 1"
+)
+LOCK_NOT_AVAILABLE = "55P03"
+
 HYPERTABLES_SQL = (
     "SELECT format('%s.%s', hypertable_schema, hypertable_name) AS name, num_chunks "
     "FROM timescaledb_information.hypertables ORDER BY 1"
@@ -446,8 +457,34 @@ class Checker:
                 h["num_chunks"] is None or h["num_chunks"] == h["chunks_checked"])
         return out, mismatches
 
+    def explain_lock_wait(self, err: DatabaseQueryError) -> DatabaseQueryError:
+        """A scan that hit lock_timeout: say which lock it waited for and who holds it."""
+        try:
+            s = self.connector.session()
+            try:
+                holders = s.query(LOCK_HOLDERS_SQL)
+            finally:
+                s.close()
+        except AgbotDrError:
+            holders = []
+        who = "; ".join("%s held in %s by pid %s (%s, user %s, %s: %s)" % (
+            h["relation"], h["mode"], h["pid"], h["application_name"] or "?", h["usename"], h["state"], h["query"])
+            for h in holders) or "the holder had gone when looked up"
+        return DatabaseQueryError(
+            "Failed integrity check of %s: a read waited longer than lock_timeout (%ss) for a lock: %s. Wait for that "
+            "session to finish or end it (pg_terminate_backend), or raise lock_timeout, then re-run"
+            % (self.connector.target, self.p["lock_timeout"], who), **err.details)
+
     # all ---------------------------------------------------------------------------------
     def run(self, result: dict) -> None:
+        try:
+            self._run(result)
+        except DatabaseQueryError as err:
+            if err.details.get("sqlstate") == LOCK_NOT_AVAILABLE:
+                raise self.explain_lock_wait(err) from err
+            raise
+
+    def _run(self, result: dict) -> None:
         p = self.p
         result["queries"] = self.recorder.queries
         result["database"] = p["login_db"]
