@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import stat
+
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 
 BACKUP_ID_RE = re.compile(r"^(?P<time>[0-9]{8}T[0-9]{6}Z)(?:-(?P<label>[a-z0-9][a-z0-9-]{0,39}))?$")
 ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -145,3 +149,24 @@ def parse_signature(text: str | None) -> dict:
     if sig["algorithm"] != SIGNING_ALGORITHM:
         raise ValueError("its manifest.sig uses %s, not %s" % (sig["algorithm"], SIGNING_ALGORITHM))
     return sig
+
+
+def private_folder(path: str, check_mode: bool) -> None:
+    """Create `path` 0700 (its missing parents too), refusing it, or its existing parent, when it is a symbolic
+    link, not a folder, or owned by another user (root may own the parent)."""
+    path = os.path.abspath(path)
+    for existing, owners in ((path, (os.geteuid(),)), (os.path.dirname(path), (os.geteuid(), 0))):
+        if not os.path.lexists(existing):
+            continue
+        st = os.lstat(existing)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise AgbotDrError("%s is not a folder (a symbolic link or a file): refused; remove it or choose another "
+                               "db_restore_work_dir / db_backup_dir" % existing)
+        if st.st_uid not in owners:
+            raise AgbotDrError("%s belongs to uid %s, not to this user (uid %s): refused, since its owner could "
+                               "replace what is written there; use a folder of your own "
+                               "(db_restore_work_dir / db_backup_dir)"
+                               % (existing, st.st_uid, os.geteuid()))
+    if not check_mode and not os.path.isdir(path):
+        os.makedirs(path, 0o700)
+        os.chmod(path, 0o700)

@@ -128,7 +128,6 @@ import base64
 import hashlib
 import json
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -138,6 +137,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._backup import (
     SIGNING_ALGORITHM,
     backup_manifest_problems,
     parse_signature,
+    private_folder,
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 
@@ -208,26 +208,6 @@ class Signer:
             raise AgbotDrError("Failed to sign the manifest with KMS key %s: %s. Check db_backup_signing_key_id "
                                "and that the backup role may call kms:Sign on it" % (self.p["key_id"], exc)) from exc
         return base64.b64encode(resp["Signature"]).decode(), resp.get("KeyId", self.p["key_id"])
-
-
-def private_folder(path: str, check_mode: bool) -> None:
-    """Create `path` 0700 (its missing parents too), refusing it, or its existing parent, when it is a symbolic
-    link, not a folder, or owned by another user (root may own the parent)."""
-    path = os.path.abspath(path)
-    for existing, owners in ((path, (os.geteuid(),)), (os.path.dirname(path), (os.geteuid(), 0))):
-        if not os.path.lexists(existing):
-            continue
-        st = os.lstat(existing)
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            raise AgbotDrError("%s is not a folder (a symbolic link or a file): refused; remove it or choose another "
-                               "db_restore_work_dir" % existing)
-        if st.st_uid not in owners:
-            raise AgbotDrError("%s belongs to uid %s, not to this user (uid %s): refused, since its owner could "
-                               "replace what is written there; use a folder of your own (db_restore_work_dir)"
-                               % (existing, st.st_uid, os.geteuid()))
-    if not check_mode and not os.path.isdir(path):
-        os.makedirs(path, 0o700)
-        os.chmod(path, 0o700)
 
 
 def main():

@@ -140,6 +140,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._backup import private_folder
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import CHECKSUM_ALGORITHMS, ManifestCollector
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, finish, postgres_argument_spec
@@ -177,8 +178,7 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
         try:
             if os.path.exists(path):
                 shutil.rmtree(path)  # a partial earlier attempt of this backup id (no valid manifest)
-            if not os.path.isdir(p["dest"]):
-                os.makedirs(p["dest"], mode=0o700)  # the backup folder: readable by its owner only
+            private_folder(p["dest"], False)  # the backup folder: 0700, this user's, not a symbolic link
             os.makedirs(path, mode=0o700)
         except OSError as exc:
             raise AgbotDrError("Cannot write backup %s under %s: %s. Point dest (db_backup_dir) at a folder this "

@@ -162,3 +162,23 @@ def test_superset_comparison_allows_rows_since_and_catches_missing_or_changed_ro
 def test_watermark_sql_quotes_the_watermark():
     sql = _manifest.table_stats_sql("public.t", "ts", False, [], watermark="x' OR '1'='1")
     assert "<= 'x'' OR ''1''=''1'" in sql
+
+
+def test_work_folders_are_private_and_foreign_ones_refused(tmp_path):
+    import os
+
+    mine = tmp_path / "a" / "b"
+    _backup.private_folder(str(mine), False)
+    assert oct(mine.stat().st_mode & 0o777) == "0o700"
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    with pytest.raises(_backup.AgbotDrError, match="symbolic link"):
+        _backup.private_folder(str(link), False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    if os.geteuid() == 0:
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(_backup.AgbotDrError, match="belongs to uid 65534"):
+            _backup.private_folder(str(foreign), False)
+        with pytest.raises(_backup.AgbotDrError, match="belongs to uid 65534"):
+            _backup.private_folder(str(foreign / "x"), False)  # its parent is foreign
