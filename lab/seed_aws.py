@@ -39,6 +39,7 @@ BUCKET = "ag-botkit-backups"
 DR_BUCKET = "ag-botkit-backups-dr"
 KMS_ALIAS = "alias/ag-botkit-backups"
 DR_KMS_ALIAS = "alias/ag-botkit-backups-dr"
+SIGNING_ALIAS = "alias/ag-botkit-backup-signing"  # asymmetric: signs each backup's manifest (issue 9)
 ZONE = "ag-botkit.example.com"
 API_RECORD = f"api.{ZONE}"
 PRIMARY_LB = "ag-botkit-production-alb-1234567890.us-east-1.elb.amazonaws.com"
@@ -192,6 +193,22 @@ class Seeder:
         arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
         self.state.setdefault("regions", {}).setdefault(region, {})["kms_key_arn"] = arn
         self.state["regions"][region]["kms_alias"] = alias
+        return arn
+
+    def kms_signing_key(self, region: str, alias: str) -> str:
+        """The asymmetric key (ECC_NIST_P256, SIGN_VERIFY) that signs backup manifests."""
+        kms = self.client("kms", region)
+        aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+        if aliases.get(alias):
+            key_id = aliases[alias]
+            self.note(False, f"{region} kms {alias}")
+        else:
+            key_id = kms.create_key(Description="ag-botkit backup manifest signing", KeyUsage="SIGN_VERIFY",
+                                    KeySpec="ECC_NIST_P256", Tags=_tags(style="TagKey"))["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+            self.note(True, f"{region} kms {alias}")
+        arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+        self.state.setdefault("regions", {}).setdefault(region, {})["signing_key_arn"] = arn
         return arn
 
     # ----------------------------------------------------------------------------------------------------- S3
@@ -482,6 +499,7 @@ class Seeder:
         self.vpc(DR)
         kms_arn = self.kms_key(PRIMARY, KMS_ALIAS, "ag-botkit backups (database, kubernetes, terraform state)")
         dr_kms_arn = self.kms_key(DR, DR_KMS_ALIAS, "ag-botkit backups, DR region")
+        self.kms_signing_key(PRIMARY, SIGNING_ALIAS)
         self.bucket(PRIMARY, BUCKET, kms_arn)
         self.bucket(DR, DR_BUCKET, dr_kms_arn)
         self.db_instance(kms_arn)

@@ -45,6 +45,26 @@ options:
     type: str
     default: prefer
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - CA bundle that signs the server's certificate, for O(ssl_mode=verify-ca) or O(ssl_mode=verify-full) (on RDS,
+        the RDS CA bundle C(global-bundle.pem)). If not set, the E(PGSSLROOTCERT) environment variable is used.
+    type: path
+    version_added: 0.2.0
+  statement_timeout:
+    description:
+      - Seconds any one statement of the module may run (C(statement_timeout) of every session it opens); V(0) for no
+        limit.
+    type: int
+    default: 21600
+    version_added: 0.2.0
+  lock_timeout:
+    description:
+      - Seconds any statement of the module waits for a lock (C(lock_timeout) of every session it opens) before it
+        fails, saying which lock it waited for; V(0) to wait forever.
+    type: int
+    default: 60
+    version_added: 0.2.0
 notes:
   - Uses C(psycopg) version 3 on the host that runs the module (usually the controller, C(delegate_to=localhost)).
   - Sessions run with C(TimeZone=UTC), C(DateStyle=ISO), C(extra_float_digits=1), C(bytea_output=hex) and

@@ -10,13 +10,22 @@ short_description: Backup ids found under a prefix of S3 keys, newest first
 version_added: 0.1.0
 description:
   - From keys like C(database/20261125T120000Z/dump/toc.dat) returns the ids (the first folder below the prefix),
-    newest first. Only ids that hold a C(manifest.json) count as complete backups unless O(complete_only=false).
+    newest first by the UTC time the id starts with (C(YYYYMMDDTHHMMSSZ[-label])). Folders whose name is not such
+    an id are never returned (so a folder named C(pre-migration) never becomes "latest"). Only ids that hold a
+    C(manifest.json) count as complete backups unless O(complete_only=false).
   - The same file provides C(agbotkit.dr.backup_retention) - given the keys, O(prefix), C(keep) and C(days), it
-    returns C({keys, kept, deleted}) - the keys of backups older than C(days) that are not among the newest C(keep).
-    Backups without a manifest (incomplete uploads) older than C(days) are deleted too.
-  - And C(agbotkit.dr.backup_before) - given the keys, O(prefix) and C(before) (an ISO 8601 time, naive = UTC;
+    returns C({objects, kept, deleted, ignored}) - the keys of backups older than C(days) that are not among the
+    newest C(keep), each backup's C(manifest.json) first, so an interrupted deletion never leaves a backup that
+    looks complete. Backups without a manifest (incomplete uploads) older than C(days) are deleted too; folders
+    that are not backup ids are left alone (C(ignored)).
+  - C(agbotkit.dr.backup_before) - given the keys, O(prefix) and C(before) (an ISO 8601 time, naive = UTC;
     empty = no limit) - returns the newest complete backup id whose time is at or before C(before), or an empty
     string. The region failover verifies a restored database against that backup's manifest.
+  - C(agbotkit.dr.backup_id_problem) returns why a backup id is not valid, or an empty string.
+  - C(agbotkit.dr.restore_verdict(backup_id, live_db, comment)) takes the result of M(agbotkit.dr.db_integrity)
+    (O(agbotkit.dr.db_integrity#module:superset=true)) on the live database and returns C({in_sync, message,
+    differences, rows_since, compared}) - in sync only when the database carries the marker of a complete restore
+    of the backup and still holds everything its manifest holds.
 options:
   _input:
     description: S3 keys (the C(s3_keys) of amazon.aws.s3_object with C(mode=list)).
@@ -48,7 +57,12 @@ _value:
 
 import datetime
 
-ID_FORMAT = "%Y%m%dT%H%M%SZ"
+from ansible_collections.agbotkit.dr.plugins.module_utils._backup import (
+    backup_id_problem as _backup_id_problem,
+    backup_id_time,
+    newest_first,
+)
+from ansible_collections.agbotkit.dr.plugins.module_utils._restore import live_verdict
 
 
 def _group(keys, prefix):
@@ -65,17 +79,14 @@ def _group(keys, prefix):
     return groups
 
 
-def _id_time(bid):
-    try:
-        return datetime.datetime.strptime(bid[:16], ID_FORMAT).replace(tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return None
+def backup_id_problem(bid):
+    return _backup_id_problem(bid) or ""
 
 
 def backup_ids(keys, prefix, complete_only=True):
     groups = _group(keys, prefix)
     ids = [b for b, files in groups.items() if not complete_only or any(p == "manifest.json" for _k, p in files)]
-    return sorted(ids, reverse=True)
+    return newest_first(ids)
 
 
 def backup_retention(keys, prefix, keep=7, days=30, now=None):
@@ -84,18 +95,21 @@ def backup_retention(keys, prefix, keep=7, days=30, now=None):
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if isinstance(now, str):
         now = datetime.datetime.fromisoformat(now.replace("Z", "+00:00"))
-    newest = set(sorted(complete, reverse=True)[: int(keep)])
+    newest = set(newest_first(complete)[: int(keep)])
     cutoff = now - datetime.timedelta(days=int(days))
-    deleted, kept, doomed = [], [], []
-    for bid in sorted(groups, reverse=True):
-        when = _id_time(bid)
-        old = when is not None and when < cutoff
-        if old and bid not in newest:
+    deleted, kept, doomed, ignored = [], [], [], []
+    for bid in newest_first(groups) + sorted(b for b in groups if backup_id_time(b) is None):
+        when = backup_id_time(bid)
+        if when is None:
+            ignored.append(bid)
+            continue
+        if when < cutoff and bid not in newest:
             deleted.append(bid)
-            doomed += [k for k, _p in groups[bid]]
+            # the manifest first: a backup whose deletion is interrupted no longer looks complete
+            doomed += sorted((k for k, _p in groups[bid]), key=lambda k: (not k.endswith("/manifest.json"), k))
         else:
             kept.append(bid)
-    return {"objects": sorted(doomed), "kept": kept, "deleted": deleted}
+    return {"objects": doomed, "kept": kept, "deleted": deleted, "ignored": ignored}
 
 
 def backup_before(keys, prefix, before=""):
@@ -106,7 +120,7 @@ def backup_before(keys, prefix, before=""):
         if limit.tzinfo is None:
             limit = limit.replace(tzinfo=datetime.timezone.utc)
     for bid in backup_ids(keys, prefix):
-        when = _id_time(bid)
+        when = backup_id_time(bid)
         if when is not None and (limit is None or when <= limit):
             return bid
     return ""
@@ -123,7 +137,13 @@ def checksum_mismatches(stat_results, artifacts, item_key="__db_restore_item"):
     return bad
 
 
+def restore_verdict(integrity, backup_id, live_db, comment=None):
+    """Whether the live database already holds the backup (see module_utils/_restore.py live_verdict)."""
+    return live_verdict(backup_id, live_db, comment, integrity)
+
+
 class FilterModule:
     def filters(self):
-        return {"backup_ids": backup_ids, "backup_retention": backup_retention, "backup_before": backup_before,
+        return {"backup_ids": backup_ids, "backup_retention": backup_retention, "backup_id_problem": backup_id_problem,
+                "backup_before": backup_before, "restore_verdict": restore_verdict,
                 "checksum_mismatches": checksum_mismatches}

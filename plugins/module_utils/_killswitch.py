@@ -90,7 +90,7 @@ class KillSwitchClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        if self.token:
+        if self.token and method == "POST":  # only state changes carry the token; reads never do
             headers["Authorization"] = "Bearer " + self.token
         elif auth:
             raise KillSwitchAuthError(
@@ -101,7 +101,7 @@ class KillSwitchClient:
         for attempt in range(1, attempts + 1):
             try:
                 resp = self.opener(url, data=data, headers=headers, method=method, timeout=self.timeout,
-                                   validate_certs=self.validate_certs, follow_redirects="safe")
+                                   validate_certs=self.validate_certs, follow_redirects="none")
                 raw = resp.read()
                 self.attempts_log.append({"method": method, "path": path, "attempt": attempt,
                                           "outcome": getattr(resp, "status", None) or resp.getcode()})
@@ -115,6 +115,12 @@ class KillSwitchClient:
                             method, url, raw[:80])) from exc
             except HTTPError as exc:
                 self.attempts_log.append({"method": method, "path": path, "attempt": attempt, "outcome": exc.code})
+                if 300 <= exc.code < 400:
+                    raise KillSwitchProtocolError(
+                        "%s %s answered HTTP %s (a redirect to %s), which is not followed so the token never goes to "
+                        "another address: set url to the bot's API base URL itself (https in production)" % (
+                            method, url, exc.code, (exc.headers or {}).get("Location", "?") if hasattr(exc, "headers")
+                            else "?"), status=exc.code) from exc
                 if exc.code in (401, 403):
                     raise KillSwitchAuthError(
                         "token rejected by %s %s (HTTP %s): check kill_switch_token / the secret the bot reads its "

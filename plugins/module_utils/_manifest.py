@@ -239,13 +239,19 @@ def typed_hash_expression(columns: list[dict]) -> str:
             "0)::text" % ", ".join(items))
 
 
+def sql_literal(value: str) -> str:
+    """A string as an SQL literal (standard_conforming_strings, the default since PostgreSQL 9.1)."""
+    return "'%s'" % str(value).replace("'", "''")
+
+
 def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
-                    columns: list[dict] | None = None, upto: bool = False) -> str:
+                    columns: list[dict] | None = None, watermark: str | None = None) -> str:
     """One pass over the table: count, order-independent checksum, max(time column).
 
     checksums: False, True (the default algorithm) or an algorithm name of KNOWN_CHECKSUM_ALGORITHMS.
     columns: the table's columns (needed by the typed algorithm, which orders them by name).
-    upto: only the rows whose time column is at or before a watermark, bound as the one query parameter."""
+    watermark: with a time column, only rows whose time is at or before it are read (a manifest's max_time:
+    the rows a backup held, whatever was written after it)."""
     parts = ["count(*) AS rows"]
     if checksums:
         algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
@@ -255,11 +261,19 @@ def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
             parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
     if time_column:
         parts.append("max(agbot__r.%s)::text AS max_time" % quote_ident(time_column))
-    where = ""
-    if upto and time_column:
-        where = " WHERE agbot__r.%s <= %%s::timestamptz" % quote_ident(time_column)
+    source = qualified(table)
+    if watermark is not None and time_column:
+        # identifiers quoted with quote_ident(), the watermark with sql_literal()
+        source = "(SELECT * FROM %s WHERE %s <= %s)" % (source, quote_ident(time_column),  # noqa: S608
+                                                        sql_literal(watermark))
     # identifiers are quoted with quote_ident(): no injection through table or column names
-    return "SELECT %s FROM %s AS agbot__r%s" % (", ".join(parts), qualified(table), where)  # noqa: S608
+    return "SELECT %s FROM %s AS agbot__r" % (", ".join(parts), source)  # noqa: S608
+
+
+def rows_since_sql(table: str, time_column: str, watermark: str) -> str:
+    """Rows written after a watermark (quoted identifiers and literal)."""
+    return "SELECT count(*) AS n FROM %s WHERE %s > %s" % (  # noqa: S608
+        qualified(table), quote_ident(time_column), sql_literal(watermark))
 
 
 def canonical_schema(columns: list[dict], constraints: list[dict], indexes: list[dict]) -> dict:
@@ -337,37 +351,16 @@ def comparable(expected: dict, observed: dict) -> bool:
             and expected.get("checksum_canary") == observed.get("checksum_canary"))
 
 
-# a row's modification time moves past any watermark when the row is updated: such a column is no watermark
-MODIFICATION_TIME_COLUMNS = ("updated_at", "modified_at", "last_modified", "changed_at")
-
-
-def watermarks(expected: dict) -> dict:
-    """Per table of the manifest, the (time column, max time) its rows are checked up to in watermark mode.
-    Tables whose time column is a modification time (MODIFICATION_TIME_COLUMNS) have none: they are compared as
-    tables without a time column (at least the manifest's rows)."""
-    return {name: (t["time_column"], t["max_time"]) for name, t in (expected.get("tables") or {}).items()
-            if t.get("time_column") and t.get("max_time") is not None
-            and t["time_column"] not in MODIFICATION_TIME_COLUMNS}
-
-
-def compare(expected: dict, observed: dict, checksums: bool = True, watermark: bool = False,
-            append_only=()) -> list[dict]:
+def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict]:
     """Everything in which `observed` differs from the manifest `expected`, as human messages.
 
     Extensions: only those named in the manifest are compared (an extra one, e.g. amcheck
     installed for the check, is not a mismatch). Tables: missing, extra, rows, checksum (when
     both sides have one with the same algorithm and `checksums`), max_time. Then schema_hash
-    and hypertables.
-
-    watermark: `observed` is a database that went on after the manifest (a restore to a later point): its
-    tables' rows were read only up to the manifest's max(time) (`observed[...]["watermark"]`), and must equal the
-    manifest's counts and max(time) there; a table without a time column must have at least the manifest's
-    rows; checksums are compared for the `append_only` tables only (rows of other tables change legitimately);
-    tables created after the manifest are not mismatches."""
+    and hypertables."""
     out: list[dict] = []
     exp_tables = expected.get("tables", {})
     obs_tables = observed.get("tables", {})
-    append_only = {normalize_table_name(t) for t in append_only or ()}
     for name in sorted(exp_tables):
         exp = exp_tables[name]
         obs = obs_tables.get(name)
@@ -375,24 +368,11 @@ def compare(expected: dict, observed: dict, checksums: bool = True, watermark: b
             out.append(_mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
                                  name, exp["rows"], None))
             continue
-        if watermark and obs.get("watermark") is None:
-            if (obs.get("rows") or 0) < exp["rows"]:
-                diff = (obs.get("rows") or 0) - exp["rows"]
-                out.append(_mismatch("rows", "%s: %s rows, fewer than the manifest's %s (%d)" % (
-                    name, obs.get("rows"), exp["rows"], diff), name, exp["rows"], obs.get("rows")))
-            continue
-        if watermark and obs.get("rows") != exp["rows"]:
-            diff = obs.get("rows", 0) - exp["rows"]
-            out.append(_mismatch("rows", "%s: %s rows up to the manifest's watermark %s(%s), manifest says %s "
-                                         "(%s%d)" % (
-                name, obs.get("rows"), exp["time_column"], exp["max_time"], exp["rows"], "+" if diff > 0 else "",
-                diff), name, exp["rows"], obs.get("rows")))
-        elif not watermark and obs.get("rows") != exp["rows"]:
+        if obs.get("rows") != exp["rows"]:
             diff = obs.get("rows", 0) - exp["rows"]
             out.append(_mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
                 name, obs.get("rows"), exp["rows"], "+" if diff > 0 else "", diff), name, exp["rows"], obs.get("rows")))
         if (checksums and comparable(expected, observed) and exp.get("checksum") is not None
-                and (not watermark or name in append_only)
                 and obs.get("checksum") is not None
                 and str(exp["checksum"]) != str(obs["checksum"])):
             out.append(_mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
@@ -401,7 +381,7 @@ def compare(expected: dict, observed: dict, checksums: bool = True, watermark: b
             out.append(_mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
                 name, exp["time_column"], obs.get("max_time"), exp.get("max_time")), name,
                 exp.get("max_time"), obs.get("max_time")))
-    for name in sorted(set(obs_tables) - set(exp_tables)) if not watermark else []:
+    for name in sorted(set(obs_tables) - set(exp_tables)):
         out.append(_mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
                              obs_tables[name].get("rows")))
     if checksums and expected.get("checksum_algorithm") and observed.get("checksum_algorithm") and \
@@ -438,6 +418,74 @@ def compare(expected: dict, observed: dict, checksums: bool = True, watermark: b
     return out
 
 
+# --- the live database against a manifest, allowing what was written since -----------------------
+
+# A time column with one of these names moves when a row is updated in place (positions.updated_at), so a
+# row changed since the backup is no longer "at or before the watermark": such tables are bounded by count.
+MUTABLE_TIME_COLUMNS = frozenset(("updated_at", "modified_at", "last_updated", "last_modified"))
+NO_WATERMARK = "-infinity"  # an empty table at backup time: every row now was written since
+
+
+def watermark_plan(manifest: dict) -> dict:
+    """{table: {"mode": "watermark"|"mutable", "time_column", "max_time"}} for the tables of a manifest that
+    have a time column. Tables without one are compared exactly (every row, as at backup time)."""
+    plan = {}
+    for name, entry in (manifest.get("tables") or {}).items():
+        column = entry.get("time_column")
+        if not column:
+            continue
+        if column in MUTABLE_TIME_COLUMNS:
+            plan[name] = {"mode": "mutable", "time_column": column, "max_time": entry.get("max_time")}
+        else:
+            plan[name] = {"mode": "watermark", "time_column": column,
+                          "max_time": entry.get("max_time") or NO_WATERMARK}
+    return plan
+
+
+def compare_superset(expected: dict, observed: dict, checksums: bool = True) -> list[dict]:
+    """compare() for a live database that may have been written to since the backup was restored into it.
+
+    observed comes from a ManifestCollector given watermark_plan(expected): per table with a time column, the
+    rows at or before the manifest's max_time (which must match the manifest exactly: count, checksum,
+    max(time)), and rows_since after it (not a mismatch). Tables whose time column is updated in place
+    ("mutable") must hold at least the manifest's row count. Tables without a time column must match exactly.
+    Tables created since are not a mismatch; a missing table, changed schema or extension is."""
+    out = []
+    exp_tables = expected.get("tables", {})
+    obs_tables = observed.get("tables", {})
+    for found in compare(expected, observed, checksums=checksums):
+        name = found["table"] or ""
+        obs = obs_tables.get(name) or {}
+        mark = obs.get("watermark")
+        got = obs.get("rows") or 0
+        m = found
+        if found["kind"] == "extra_table":
+            continue
+        if mark == "mutable" and found["kind"] in ("checksum", "max_time"):
+            continue
+        if mark == "mutable" and found["kind"] == "rows":
+            want = exp_tables[name]["rows"]
+            if got >= want:
+                continue
+            m = dict(found, message="%s: %s rows, the backup held %s: %d row(s) deleted" % (
+                name, got, want, want - got))
+        elif mark is not None and found["kind"] == "rows":
+            want = found["expected"]
+            m = dict(found, message="%s: %s rows up to %s (the backup's newest), the backup held %s: %d row(s) %s" % (
+                name, got, mark, want, abs(want - got),
+                "missing" if got < want else "added before the backup's newest row"))
+        elif mark is not None and found["kind"] == "checksum":
+            m = dict(found, message="%s: rows up to %s differ from the backup (changed)" % (name, mark))
+        out.append(m)
+    return out
+
+
+def rows_since(observed: dict) -> dict:
+    """{table: rows written after the backup's newest row} from a superset observation (non-zero only)."""
+    return {name: t["rows_since"] for name, t in sorted((observed.get("tables") or {}).items())
+            if t.get("rows_since")}
+
+
 # --- collection (duck-typed sessions) ----------------------------------------------------------
 
 class ManifestCollector:
@@ -447,7 +495,8 @@ class ManifestCollector:
     parallel - 1 more sessions adopt it (SET TRANSACTION SNAPSHOT), so every table is read at
     the same instant while several tables are scanned at once. Largest tables go first."""
 
-    def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM):
+    def __init__(self, connector, checksums: bool = True, parallel: int = 2, algorithm: str = CHECKSUM_ALGORITHM,
+                 watermarks: dict | None = None):
         if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
             raise ValueError("unknown checksum algorithm %r (known: %s)" % (
                 algorithm, ", ".join(sorted(KNOWN_CHECKSUM_ALGORITHMS))))
@@ -455,6 +504,8 @@ class ManifestCollector:
         self.checksums = algorithm if checksums else False
         self.algorithm = algorithm
         self.parallel = max(1, int(parallel))
+        # {table: {"time_column": c, "max_time": t}}: read only rows up to t (see watermark_plan)
+        self.watermarks = watermarks or {}
 
     # table list / schema -------------------------------------------------------------------
     @staticmethod
@@ -473,15 +524,13 @@ class ManifestCollector:
         return canonical_schema(columns, constraints, indexes), per_table
 
     def collect(self, tables: list[str] | None = None, schema_tables: list[str] | None = None,
-                strict: bool = True, snapshot: str | None = None, upto: dict | None = None) -> dict:
+                strict: bool = True, snapshot: str | None = None) -> dict:
         """tables: names to read (None = all user tables). strict: a named table that does not
         exist raises ValueError; otherwise it is left out (db_integrity reports it missing).
         schema_tables: the set the schema hash covers (default: the tables read).
         snapshot: an id from pg_export_snapshot() held open by the caller (e.g. the one pg_dump
         uses): every session adopts it, so the manifest describes exactly that snapshot; created_at
-        is then the start of the adopting transaction, moments after the snapshot was taken.
-        upto: {table: (time column, max time)}: read that table's rows only up to the time (watermark mode of
-        db_integrity); the table's entry then carries "watermark"."""
+        is then the start of the adopting transaction, moments after the snapshot was taken."""
         leader = self.connector.session()
         workers = []
         try:
@@ -512,12 +561,7 @@ class ManifestCollector:
                 canary = leader.one(CANARY_SQL)["canary"]
             jobs = []
             for name in sorted(names, key=lambda n: (-(existing[n].get("bytes") or 0), n)):
-                cols = columns.get(name, [])
-                mark = (upto or {}).get(name)
-                if mark and any(c["name"] == mark[0] for c in cols):
-                    jobs.append((name, mark[0], cols, mark[1]))
-                else:
-                    jobs.append((name, pick_time_column(cols), cols, None))
+                jobs.append((name, pick_time_column(columns.get(name, [])), columns.get(name, [])))
             n_workers = min(self.parallel, len(jobs)) if jobs else 1
             sessions = [leader]
             if n_workers > 1:
@@ -556,20 +600,26 @@ class ManifestCollector:
 
     def _run(self, sessions, jobs) -> dict:
         def stats(session, job):
-            name, time_column, columns, mark = job
-            if mark is not None:
-                row = session.one(table_stats_sql(name, time_column, self.checksums, columns, upto=True), (mark,))
-            else:
-                row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
-            entry = {
+            name, time_column, columns = job
+            mark = self.watermarks.get(name)
+            if mark and mark.get("mode") == "mutable":
+                # rows updated in place move past any watermark: only their number can be bounded
+                row = session.one(table_stats_sql(name, None, False, columns))
+                return {"rows": int(row["rows"]), "checksum": None, "max_time": None, "time_column": time_column,
+                        "watermark": "mutable"}
+            if mark and mark.get("mode") == "watermark" and mark.get("time_column") == time_column:
+                row = session.one(table_stats_sql(name, time_column, self.checksums, columns, mark["max_time"]))
+                since = session.one(rows_since_sql(name, time_column, mark["max_time"]))
+                return {"rows": int(row["rows"]), "checksum": row.get("checksum") if self.checksums else None,
+                        "max_time": row.get("max_time"), "time_column": time_column, "watermark": mark["max_time"],
+                        "rows_since": int(since["n"])}
+            row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
+            return {
                 "rows": int(row["rows"]),
                 "checksum": row.get("checksum") if self.checksums else None,
                 "max_time": row.get("max_time"),
                 "time_column": time_column,
             }
-            if mark is not None:
-                entry["watermark"] = mark
-            return entry
 
         results = run_pool(sessions, jobs, stats)
         return {job[0]: results[i] for i, job in enumerate(jobs)}

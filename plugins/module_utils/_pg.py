@@ -57,6 +57,9 @@ def postgres_argument_spec() -> dict:
         login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
         connect_timeout=dict(type="int", default=10),
         ssl_mode=dict(type="str", default="prefer", choices=SSL_MODES, fallback=(env_fallback, ["PGSSLMODE"])),
+        ssl_rootcert=dict(type="path", fallback=(env_fallback, ["PGSSLROOTCERT"])),
+        statement_timeout=dict(type="int", default=21600),
+        lock_timeout=dict(type="int", default=60),
     )
 
 
@@ -73,6 +76,7 @@ def connection_params(params: dict, application_name: str = "agbotkit.dr") -> di
         "login_db": "dbname",
         "connect_timeout": "connect_timeout",
         "ssl_mode": "sslmode",
+        "ssl_rootcert": "sslrootcert",
     }
     out = {}
     for opt, kw in mapping.items():
@@ -80,7 +84,18 @@ def connection_params(params: dict, application_name: str = "agbotkit.dr") -> di
         if value is not None and value != "":
             out[kw] = value
     out["application_name"] = application_name
-    out["options"] = SESSION_OPTIONS
+    out["options"] = SESSION_OPTIONS + session_timeouts(params)
+    return out
+
+
+def session_timeouts(params: dict) -> str:
+    """statement_timeout / lock_timeout (seconds; 0 = none) as libpq options: every session a module opens has them,
+    so nothing waits forever on a lock or a runaway statement."""
+    out = ""
+    for name in ("statement_timeout", "lock_timeout"):
+        value = params.get(name)
+        if value is not None:
+            out += " -c %s=%ds" % (name, int(value))
     return out
 
 

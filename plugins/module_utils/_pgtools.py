@@ -80,9 +80,17 @@ def pg_env(params: dict) -> dict:
         env["PGPASSWORD"] = params["login_password"]
     if params.get("ssl_mode"):
         env["PGSSLMODE"] = params["ssl_mode"]
+    if params.get("ssl_rootcert"):
+        env["PGSSLROOTCERT"] = params["ssl_rootcert"]
     if params.get("connect_timeout"):
         env["PGCONNECT_TIMEOUT"] = str(params["connect_timeout"])
     return env
+
+
+def dbname_conninfo(name: str) -> str:
+    """A database name as a libpq connection string (dbname='...'), so that a name holding '=', spaces or a
+    postgresql:// prefix reaches pg_dump/pg_restore as a name, never as connection options."""
+    return "dbname='%s'" % name.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def conn_args(params: dict) -> dict:

@@ -26,7 +26,7 @@ description:
     O(awx_approval_node) must have been approved by a user other than the one who launched the workflow.
   - What it protects against, and what it does not, is in C(docs/awx.md) ("Two-person rule").
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 options:
   state:
     description: V(request) writes the request only; V(grant) signs and writes an approval; V(check) verifies one.
@@ -121,6 +121,7 @@ attributes:
     details: A check reads and verifies in check mode as well; V(request) and V(grant) write nothing in check mode.
   diff_mode:
     support: none
+    description: The module returns no diff.
 requirements: [boto3]
 seealso:
   - name: docs/awx.md

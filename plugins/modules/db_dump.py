@@ -141,6 +141,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._backup import private_folder
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import CHECKSUM_ALGORITHMS, ManifestCollector
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, finish, postgres_argument_spec
@@ -150,6 +151,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     conn_args,
     find_tool,
     pg_dump_runner,
+    dbname_conninfo,
     pg_env,
     verify_artifacts,
 )
@@ -177,8 +179,7 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
         try:
             if os.path.exists(path):
                 shutil.rmtree(path)  # a partial earlier attempt of this backup id (no valid manifest)
-            if not os.path.isdir(p["dest"]):
-                os.makedirs(p["dest"], mode=0o700)  # the backup folder: readable by its owner only
+            private_folder(p["dest"], False)  # the backup folder: 0700, this user's, not a symbolic link
             os.makedirs(path, mode=0o700)
         except OSError as exc:
             raise AgbotDrError("Cannot write backup %s under %s: %s. Point dest (db_backup_dir) at a folder this "
@@ -194,7 +195,8 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
             with runner("host port user no_password format jobs compress snapshot file dbname",
                         environ_update=pg_env(p)) as ctx:
                 rc, out, err = ctx.run(format="directory", jobs=p["jobs"], compress=p["compress"], snapshot=snapshot,
-                                       file=dump_dir, dbname=p["login_db"], no_password=True, **conn_args(p))
+                                       file=dump_dir, dbname=dbname_conninfo(p["login_db"]), no_password=True,
+                                       **conn_args(p))
             result.update(rc=rc, out=out, err=err, seconds=round(time.monotonic() - started, 3))
 
         thread = threading.Thread(target=dump)

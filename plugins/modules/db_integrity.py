@@ -51,27 +51,6 @@ options:
       - Compare row checksums where the manifest has them. V(false) compares counts and C(max(time)) only, faster.
     type: bool
     default: true
-  watermark:
-    description:
-      - The database went on after the manifest was taken (a restore to a later point, e.g. a region failover's
-        snapshot or point-in-time restore newer than the last backup). Each table with a time column is read only
-        up to the manifest's C(max(time)) for it, its watermark, and must hold exactly the manifest's row count
-        and C(max(time)) there; a table without a time column must hold at least the manifest's rows.
-      - Row checksums are compared only for the O(append_only) tables (rows of other tables are updated
-        legitimately after the backup). Tables created after the manifest are not mismatches. Every table of
-        the manifest must exist, and the schema hash must be equal.
-      - Needs a manifest.
-    type: bool
-    default: false
-    version_added: 0.2.0
-  append_only:
-    description:
-      - With O(watermark), the tables (V(schema.table) or a bare name in V(public)) whose rows are never updated
-        or deleted, so the checksum of their rows up to the watermark must equal the manifest's.
-    type: list
-    elements: str
-    default: []
-    version_added: 0.2.0
   parallel:
     description:
       - Connections used at the same time (tables for the manifest part share one snapshot).
@@ -104,6 +83,19 @@ options:
       - Fail when any mismatch or corruption is found. With V(false) the module returns RV(ok=false) and the list.
     type: bool
     default: true
+  superset:
+    description:
+      - Check that the database still holds everything the manifest holds, allowing what was written since (a live
+        database that a resumed bot writes to). Per table with a time column, only the rows at or before the
+        manifest's C(max_time) (its watermark) are compared - count, checksum and C(max(time)) must match exactly -
+        and the rows after it are returned as RV(rows_since). A table whose time column is updated in place
+        (C(updated_at), C(modified_at), C(last_updated), C(last_modified)) must hold at least the manifest's row
+        count (its changed rows cannot be told from damage, so only deletions are seen). A table without a time
+        column must match exactly. Tables created since are not a mismatch.
+      - Needs a manifest.
+    type: bool
+    default: false
+    version_added: 0.2.0
 attributes:
   check_mode:
     support: full
@@ -154,8 +146,6 @@ report:
   type: dict
   sample:
     public.orders: {"present": true, "rows": 999, "expected_rows": 1000, "checksum_ok": false, "amcheck": "ok"}
-    public.metrics: {"present": true, "rows": 50, "expected_rows": 50, "checksum_ok": true, "amcheck": "ok",
-                     "watermark": ["time", "2026-12-01 15:18:21.93+00"]}
     public.fills: {"present": false, "rows": null, "expected_rows": 50, "checksum_ok": null, "amcheck": "missing"}
 mismatches:
   description: Every difference and corruption found; each one's C(kind) is one of C(missing_table),
@@ -192,6 +182,26 @@ elapsed_seconds:
   returned: always
   type: dict
   sample: {"manifest": 1.2, "amcheck": 3.4, "hypertables": 0.01}
+compared:
+  description: What was actually compared, for reports - the number of tables compared with the manifest, the
+    rows they hold by the manifest, the tables whose row checksum was compared (C(checksum_tables); 0 when checksums
+    were off or not comparable), the relations amcheck checked, and whether O(superset) was used.
+  returned: always
+  type: dict
+  sample: {"tables": 5, "rows": 12000, "checksum_tables": 5, "amcheck_relations": 14, "superset": false}
+rows_since:
+  description: With O(superset), per table the rows written after the manifest's newest row (only non-zero ones).
+  returned: always
+  type: dict
+  sample: {"public.fills": 12}
+database:
+  description: The database checked (O(login_db)).
+  returned: always
+  type: str
+backup_id:
+  description: The C(backup.id) of the manifest checked against, when it has one.
+  returned: always
+  type: str
 queries:
   description: The SQL the module ran.
   returned: always
@@ -218,10 +228,12 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     ManifestCollector,
     comparable,
     compare,
+    compare_superset,
     normalize_table_name,
     parse_manifest,
+    rows_since,
     validate_manifest,
-    watermarks,
+    watermark_plan,
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
@@ -247,6 +259,17 @@ AMCHECK_TARGETS_SQL = (
     "ORDER BY 1"
 )
 
+# Who holds a lock that conflicts with reading: what a scan that hit lock_timeout waited for
+LOCK_HOLDERS_SQL = (
+    "SELECT l.relation::pg_catalog.regclass::text AS relation, l.mode, l.pid, a.application_name, a.usename, "
+    "a.state, pg_catalog.left(a.query, 200) AS query FROM pg_catalog.pg_locks l "
+    "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.granted AND l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_catalog.pg_database "
+    "WHERE datname = pg_catalog.current_database()) AND l.mode = 'AccessExclusiveLock' "
+    "AND l.pid <> pg_catalog.pg_backend_pid() ORDER BY 1"
+)
+LOCK_NOT_AVAILABLE = "55P03"
+
 HYPERTABLES_SQL = (
     "SELECT format('%s.%s', hypertable_schema, hypertable_name) AS name, num_chunks "
     "FROM timescaledb_information.hypertables ORDER BY 1"
@@ -270,14 +293,13 @@ def argument_spec() -> dict:
         manifest_path=dict(type="path"),
         tables=dict(type="list", elements="str"),
         checksums=dict(type="bool", default=True),
-        watermark=dict(type="bool", default=False),
-        append_only=dict(type="list", elements="str", default=[]),
         parallel=dict(type="int", default=2),
         amcheck=dict(type="bool", default=True),
         amcheck_install=dict(type="bool", default=False),
         heapallindexed=dict(type="bool", default=False),
         hypertables=dict(type="bool", default=True),
         fail_on_mismatch=dict(type="bool", default=True),
+        superset=dict(type="bool", default=False),
     )
     return spec
 
@@ -320,7 +342,9 @@ class Checker:
         if algorithm not in KNOWN_CHECKSUM_ALGORITHMS:
             raise ManifestError("Failed to verify: the manifest's checksum algorithm %s is unknown to this version of "
                                 "agbotkit.dr; upgrade the collection or use checksums: false" % algorithm)
-        collector = ManifestCollector(self.connector, checksums=checksums, parallel=p["parallel"], algorithm=algorithm)
+        superset = bool(p["superset"] and expected is not None)
+        collector = ManifestCollector(self.connector, checksums=checksums, parallel=p["parallel"], algorithm=algorithm,
+                                      watermarks=watermark_plan(expected) if superset else None)
         if p["tables"] is not None:
             names = sorted({normalize_table_name(t) for t in p["tables"]})
             schema_tables = names
@@ -330,14 +354,17 @@ class Checker:
             schema_tables = sorted(expected["tables"])
         else:
             names, schema_tables = None, None
-        upto = watermarks(expected) if (p["watermark"] and expected is not None) else None
-        observed = collector.collect(tables=names, schema_tables=schema_tables, strict=False, upto=upto)
+        observed = collector.collect(tables=names, schema_tables=schema_tables, strict=False)
         exp = copy.deepcopy(expected) if expected is not None else {"tables": {}}
         if p["tables"] is not None:
             exp["tables"] = {t: v for t, v in exp["tables"].items() if t in names}
             exp["schema_hash"] = None
-        mismatches = compare(exp, observed, checksums=checksums, watermark=p["watermark"],
-                             append_only=p["append_only"]) if expected is not None else []
+        if expected is None:
+            mismatches = []
+        elif superset:
+            mismatches = compare_superset(exp, observed, checksums=checksums)
+        else:
+            mismatches = compare(exp, observed, checksums=checksums)
         for name in names if p["tables"] is not None else []:
             if name not in observed["tables"] and name not in exp["tables"]:
                 mismatches.append(_mismatch("missing_table", "%s: table does not exist" % name, name))
@@ -431,14 +458,41 @@ class Checker:
                 h["num_chunks"] is None or h["num_chunks"] == h["chunks_checked"])
         return out, mismatches
 
+    def explain_lock_wait(self, err: DatabaseQueryError) -> DatabaseQueryError:
+        """A scan that hit lock_timeout: say which lock it waited for and who holds it."""
+        try:
+            s = self.connector.session()
+            try:
+                holders = s.query(LOCK_HOLDERS_SQL)
+            finally:
+                s.close()
+        except AgbotDrError:
+            holders = []
+        who = "; ".join("%s held in %s by pid %s (%s, user %s, %s: %s)" % (
+            h["relation"], h["mode"], h["pid"], h["application_name"] or "?", h["usename"], h["state"], h["query"])
+            for h in holders) or "the holder had gone when looked up"
+        return DatabaseQueryError(
+            "Failed integrity check of %s: a read waited longer than lock_timeout (%ss) for a lock: %s. Wait for that "
+            "session to finish or end it (pg_terminate_backend), or raise lock_timeout, then re-run"
+            % (self.connector.target, self.p["lock_timeout"], who), **err.details)
+
     # all ---------------------------------------------------------------------------------
     def run(self, result: dict) -> None:
+        try:
+            self._run(result)
+        except DatabaseQueryError as err:
+            if err.details.get("sqlstate") == LOCK_NOT_AVAILABLE:
+                raise self.explain_lock_wait(err) from err
+            raise
+
+    def _run(self, result: dict) -> None:
         p = self.p
         result["queries"] = self.recorder.queries
+        result["database"] = p["login_db"]
         expected = load_expected(p)
-        if p["watermark"] and expected is None:
-            raise ManifestError("Failed to verify: watermark needs a manifest (manifest or manifest_path): without one "
-                                "there is nothing to check the rows against")
+        result["backup_id"] = ((expected or {}).get("backup") or {}).get("id")
+        if p["superset"] and expected is None:
+            raise ManifestError("superset: true needs a manifest (manifest or manifest_path)")
         elapsed = {}
         session = self.connector.session()
         try:
@@ -466,19 +520,23 @@ class Checker:
                 elapsed["hypertables"] = round(time.monotonic() - started, 3)
         finally:
             session.close()
-        compared = None
-        if p["watermark"]:
-            compared = {normalize_table_name(t) for t in p["append_only"]}
-        result.update(report=self.report(expected, observed, amcheck, compared), mismatches=mismatches,
-                      ok=not mismatches, observed=observed, elapsed_seconds=elapsed, changed=self.changed)
+        report = self.report(expected, observed, amcheck)
+        exp_tables = (expected or {}).get("tables", {})
+        result.update(report=report, mismatches=mismatches, ok=not mismatches,
+                      observed=observed, elapsed_seconds=elapsed, changed=self.changed,
+                      rows_since=rows_since(observed),
+                      compared={"tables": len([t for t in exp_tables if t in report]),
+                                "rows": sum(e["rows"] for e in exp_tables.values()),
+                                "checksum_tables": len([r for r in report.values() if r["checksum_ok"] is not None]),
+                                "amcheck_relations": len(amcheck or {}),
+                                "superset": bool(p["superset"] and expected is not None)})
         if mismatches and p["fail_on_mismatch"]:
             raise IntegrityMismatchError(
                 "Failed integrity check of %s: %d problem(s): %s" % (
                     self.connector.target, len(mismatches), "; ".join(m["message"] for m in mismatches)))
 
     @staticmethod
-    def report(expected: dict | None, observed: dict, amcheck: dict | None, checksummed: set | None = None) -> dict:
-        """checksummed: the only tables whose checksums were compared (watermark mode), None = all."""
+    def report(expected: dict | None, observed: dict, amcheck: dict | None) -> dict:
         exp_tables = (expected or {}).get("tables", {})
         obs_tables = observed["tables"]
         per_table_amcheck: dict = {}
@@ -492,15 +550,13 @@ class Checker:
             obs, exp = obs_tables.get(name), exp_tables.get(name)
             checksum_ok = None
             if (obs and exp and exp.get("checksum") is not None and obs.get("checksum") is not None
-                    and comparable(expected, observed) and (checksummed is None or name in checksummed)):
+                    and comparable(expected, observed)):
                 checksum_ok = str(exp["checksum"]) == str(obs["checksum"])
             amcheck_status = "missing" if obs is None else per_table_amcheck.get(name, "skipped" if amcheck is None
                                                                                    else "ok")
             out[name] = {"present": obs is not None, "rows": obs["rows"] if obs else None,
                          "expected_rows": exp["rows"] if exp else None, "checksum_ok": checksum_ok,
                          "max_time": obs.get("max_time") if obs else None, "amcheck": amcheck_status}
-            if obs and obs.get("watermark") is not None:
-                out[name]["watermark"] = obs["watermark"]
         return out
 
 

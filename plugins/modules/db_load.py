@@ -19,8 +19,9 @@ description:
     C(timescaledb_pre_restore()) / C(timescaledb_post_restore()) wrap the restore.
   - The new database carries a marker comment (C(agbotkit.dr restore backup=ID status=loading|complete)). A
     re-run after success changes nothing; a re-run after a failure (the server going away mid-restore, say)
-    drops the incomplete database it created and starts again. A database of that name without our marker is
-    never touched - the module fails instead.
+    drops the incomplete database it created for the same backup (marker C(status=loading)) and starts again. Any
+    other database of that name - without our marker, quarantined by M(agbotkit.dr.db_swap), or a restore of
+    another backup - is never touched; the module fails instead, saying what the database carries.
   - The restore runs in two C(pg_restore) calls. The first creates the schema (C(--section=pre-data)). Then
     autovacuum is switched off on every new table (C(autovacuum_enabled=false), also for its TOAST table) unless
     the backup set that option itself, the table belongs to an extension, or this role may not alter it; and
@@ -135,12 +136,13 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     ToolError,
     conn_args,
+    dbname_conninfo,
     find_tool,
     pg_env,
     pg_restore_runner,
     verify_artifacts,
 )
-from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_state, marker
+from ansible_collections.agbotkit.dr.plugins.module_utils._restore import db_state, load_target_action, marker
 
 
 # Ordinary tables and partitions (relkind r) outside the system schemas whose reloptions do not set autovacuum
@@ -235,12 +237,10 @@ def main():
             # markers must survive a crash whatever the server's synchronous_commit says
             admin.execute("SET synchronous_commit TO on")
             state = db_state(admin, p["target_db"])
-            mark = state and state["marker"]
-            if state and not mark:
-                raise AgbotDrError("Database %s exists and carries no agbotkit.dr restore marker, so it is left "
-                                   "untouched. If it is an empty leftover of an interrupted restore, drop it and "
-                                   "re-run; otherwise choose another target_db" % p["target_db"])
-            if mark and mark["backup"] == backup_id and mark["status"] == "complete":
+            action, why = load_target_action(state, backup_id)
+            if action == "refuse":
+                raise AgbotDrError(why)
+            if action == "done":
                 finish(module, out, connector)
             ts_version = manifest.get("extensions", {}).get("timescaledb")
             out["timescaledb"] = ts_version
@@ -265,7 +265,7 @@ def main():
                 seconds, clock[0] = round(now - clock[0], 3), now
                 return seconds
 
-            if state:  # our own incomplete attempt
+            if action == "replace":  # this backup's own unfinished restore (marker status=loading)
                 admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
                               "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()", (p["target_db"],))
                 admin.execute("DROP DATABASE %s" % target)
@@ -289,7 +289,8 @@ def main():
             # environ_update belongs to the context: CmdRunner's run() only takes argument values
             with runner("host port user no_password dbname jobs section no_owner exit_on_error source",
                         environ_update=pg_env(p)) as ctx:
-                rc, _out, err = ctx.run(dbname=p["target_db"], jobs=jobs, section=sections, no_password=True,
+                rc, _out, err = ctx.run(dbname=dbname_conninfo(p["target_db"]), jobs=jobs, section=sections,
+                                        no_password=True,
                                         source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
             if rc != 0:
                 raise ToolError("Failed to restore backup %s into %s: pg_restore (%s) exited %s: %s. The live "

@@ -6,6 +6,8 @@ what to do, and the live database is exactly as it was (same database, same cont
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -62,6 +64,17 @@ def s3(lab):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def sign_manifest(lab, body: bytes) -> bytes:
+    """A manifest.sig for body, signed with the lab's signing key (as a holder of kms:Sign could)."""
+    digest = hashlib.sha256(body).digest()
+    kms = boto3.client("kms", endpoint_url=lab["env"]["AWS_URL"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    sig = kms.sign(KeyId="alias/ag-botkit-backup-signing", Message=digest, MessageType="RAW",
+                   SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    return json.dumps({"format": 1, "key_id": "alias/ag-botkit-backup-signing", "algorithm": "ECDSA_SHA_256",
+                       "digest": "sha256:" + digest.hex(), "signature": base64.b64encode(sig).decode()}).encode()
+
+
 def output(res) -> str:
     return res.stdout + res.stderr
 
@@ -112,7 +125,7 @@ def test_backup_manifest_matches_the_database_and_artifacts(lab, backup):
     assert m["schema_hash"].startswith("sha256:")
     # every artifact of the manifest was uploaded, encrypted with KMS, and nothing else is missing
     uploaded = {k.split("/", 2)[2] for k in backup["keys"]}
-    assert set(m["artifacts"]) | {"manifest.json"} == uploaded
+    assert set(m["artifacts"]) | {"manifest.json", "manifest.sig"} == uploaded
     head = s3(lab).head_object(Bucket=BUCKET, Key=f"database/{backup['id']}/manifest.json")
     assert head["ServerSideEncryption"] == "aws:kms"
 
@@ -195,11 +208,16 @@ def test_backup_lacking_a_table_the_manifest_names_stops_before_the_swap(lab, ru
     forged = json.loads(saved)
     forged["tables"]["public.trades_archive"] = {"rows": 42, "checksum": "1", "max_time": None, "time_column": None}
     before = live_state(lab)
-    client.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(forged).encode())
+    body = json.dumps(forged).encode()
+    sig_key = f"database/{backup['id']}/manifest.sig"
+    saved_sig = client.get_object(Bucket=BUCKET, Key=sig_key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    client.put_object(Bucket=BUCKET, Key=sig_key, Body=sign_manifest(lab, body))  # signed: the data check must catch it
     try:
         res = restore(run_playbook, backup["id"], db_restore_confirm=DB)
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=saved)
+        client.put_object(Bucket=BUCKET, Key=sig_key, Body=saved_sig)
     assert res.returncode != 0
     assert "does not match backup" in output(res) and "trades_archive" in output(res)
     assert "live database ag_botkit is untouched" in output(res)

@@ -559,3 +559,39 @@ def test_kill_switch_confirms_halt_in_the_database(pg, db, workdir, fake_bot):
     res, out = adhoc(pg, workdir, db, "kill_switch", dict(args, state="reset", confirm_resume=True, settle_seconds=3))
     assert res["changed"] is True and res["resume_confirmed"] is True, out
     fake_bot["writing"].clear()
+
+
+def test_a_scan_blocked_by_a_lock_says_which_lock_it_waited_for(pg, db, workdir):
+    """Issue 9: every session has lock_timeout; the failure names the relation, the lock and who holds it."""
+    m = manifest_of(pg, workdir, db)
+    with _connect(pg, db) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE fills IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        res, out = adhoc(pg, workdir, db, "db_integrity", {"manifest": m, "amcheck": False, "lock_timeout": 1})
+        waited = time.monotonic() - started
+        holder.execute("ROLLBACK")
+    assert res.get("failed") is True, out
+    assert "waited longer than lock_timeout (1s)" in res["msg"]
+    assert "public.fills held in AccessExclusiveLock" in res["msg"]
+    assert waited < 60
+
+
+def test_database_names_with_equals_and_spaces_reach_pg_dump_as_names(pg, workdir, seed):
+    """Issue 9: a name like 'a x=y' must not be read by libpq as connection options."""
+    name = f"agbot {secrets.token_hex(2)} host=nowhere"
+    with _connect(pg) as c:
+        c.execute('CREATE DATABASE "{}" TEMPLATE "{}"'.format(name, seed["name"]))
+    seed["made"].append(name)
+    dest = workdir / ("dump-eq-" + secrets.token_hex(2))
+    res, out = adhoc(pg, workdir, name, "db_dump", {"backup_id": "b1", "dest": str(dest), "login_db": name})
+    assert res.get("changed") is True, out
+    assert res["manifest"]["database"] == name
+    target = name + " restored"
+    seed["made"].append(target)
+    m = json.loads((dest / "b1" / "manifest.json").read_text())
+    res, out = adhoc(pg, workdir, name, "db_load", {"backup_path": str(dest / "b1"), "target_db": target,
+                                                    "login_db": "postgres", "jobs": 1})
+    assert res.get("changed") is True, out
+    with _connect(pg, target) as c:
+        assert c.execute("SELECT count(*) FROM fills").fetchone()[0] == m["tables"]["public.fills"]["rows"]

@@ -2,11 +2,13 @@
 
 import datetime
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / ".collections"))  # the filter imports the collection's module_utils
 spec = importlib.util.spec_from_file_location("backups", ROOT / "plugins/filter/backups.py")
 backups = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(backups)

@@ -70,10 +70,16 @@ def make_handler(bot: Bot):
                 return self._send(500, {"error": "boom"})
             if bot.mode == "garbage":
                 return self._send(200, b"<html>hello</html>")
+            if bot.mode == "redirect":
+                self.send_response(302)
+                self.send_header("Location", bot.redirect_to + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
             return None
 
         def do_GET(self):  # noqa: N802
-            if self._common("GET") is not None or bot.mode in ("500", "garbage"):
+            if self._common("GET") is not None or bot.mode in ("500", "garbage", "redirect"):
                 return
             if self.path == "/health":
                 return self._send(200, {"status": "ok"})
@@ -84,7 +90,7 @@ def make_handler(bot: Bot):
         def do_POST(self):  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if self._common("POST") is not None or bot.mode in ("500", "garbage"):
+            if self._common("POST") is not None or bot.mode in ("500", "garbage", "redirect"):
                 return
             if self.headers.get("Authorization") != "Bearer " + TOKEN:
                 return self._send(401, {"error": "unauthorized"})
@@ -275,3 +281,21 @@ def test_kill_switch_argument_spec():
     assert (p["retries"], p["timeout"], p["settle_seconds"], p["confirm_tables"]) == (3, 10, 2, ["orders", "fills"])
     res = ArgumentSpecValidator(kill_switch.argument_spec()).validate({"url": "http://x", "state": "paused"})
     assert res.error_messages
+
+
+def test_token_goes_only_with_post_and_never_across_a_redirect(bot):
+    other = Bot()  # another host: must never see the token
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(other))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = KillSwitchClient(bot.url, TOKEN, retries=0, sleep=lambda s: None)
+        client.status()
+        assert [r for r in bot.requests if r[0] == "GET"] and all(r[2] is None for r in bot.requests if r[0] == "GET")
+        bot.mode, bot.redirect_to = "redirect", f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(errors.AgbotDrError, match="redirect"):
+            client.request("POST", "/api/kill-switch/trigger", {"reason": "t"}, auth=True)
+        assert other.requests == []  # the redirect was not followed
+    finally:
+        server.shutdown()
+        server.server_close()
