@@ -30,12 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lab" / "services"))
+import rds_standin  # noqa: E402  (the RDS stand-in's cluster folders)
+
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 PG_BIN = Path(os.environ.get("LAB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "postgres"
 DB_USER = "agbot"
 DB_NAME = "ag_botkit"
+ARCHIVE_TIMEOUT = int(os.environ.get("LAB_ARCHIVE_TIMEOUT", "10"))  # seconds: the lab's PITR granularity (RPO)
 
 PORTS = {
     "pg": ("LAB_PG_PORT", 55432),
@@ -201,6 +205,10 @@ def pg_data() -> Path:
     return LAB_DIR / "pg" / "data"
 
 
+def wal_archive() -> Path:
+    return LAB_DIR / "pg" / "wal_archive"
+
+
 def as_pg(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     cmd = ["runuser", "-u", PG_OS_USER, "--", *argv] if os.geteuid() == 0 else list(argv)
     return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
@@ -239,12 +247,22 @@ def pg_start(sec: dict) -> None:
             raise LabError(f"initdb failed: {exc.stderr.strip()}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
+        # a new cluster restarts WAL numbering: an old archive would mix two histories
+        shutil.rmtree(wal_archive(), ignore_errors=True)
     run.mkdir(parents=True, exist_ok=True)
+    wal_archive().mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(run, PG_OS_USER, PG_OS_USER)
+        shutil.chown(wal_archive(), PG_OS_USER, PG_OS_USER)
+    # WAL archiving for the RDS stand-in's point-in-time restores: every segment gzipped into .lab/pg/wal_archive
+    # (wal_recycle off: a segment switched early by archive_timeout is zero-padded and compresses to a few KB)
+    arch = wal_archive()
+    archive_command = f"gzip -1 < %p > {arch}/%f.gz.tmp && mv {arch}/%f.gz.tmp {arch}/%f.gz"
     opts = (f"-p {port('pg')} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB "
-            "-c shared_buffers=512MB -c maintenance_work_mem=256MB -c max_connections=100")
+            "-c shared_buffers=512MB -c maintenance_work_mem=256MB -c max_connections=100 "
+            f"-c archive_mode=on -c \"archive_command={archive_command}\" "
+            f"-c archive_timeout={ARCHIVE_TIMEOUT} -c wal_recycle=off")
     res = as_pg(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
                 "-o", opts, "-w", "-t", "30", "start", check=False)
     if res.returncode != 0:
@@ -270,6 +288,11 @@ def pg_stop() -> bool:
 
 
 # --------------------------------------------------------------------------- up / down / status
+
+
+def rds_instances() -> list[Path]:
+    """The RDS stand-in's restored clusters (lab/services/rds_standin.py)."""
+    return rds_standin.instance_dirs(LAB_DIR)
 
 
 def preflight() -> None:
@@ -404,6 +427,9 @@ def cmd_down(_args, quiet: bool = False) -> int:
             stop_pid(pid)
             stopped.append(svc.name)
         svc.pidfile.unlink(missing_ok=True)
+    for folder in rds_instances():
+        if rds_standin.stop_cluster(PG_BIN, folder):
+            stopped.append(f"rds {folder.parent.name}/{folder.name}")
     if LAB_DIR.exists() and pg_stop():
         stopped.append("postgresql")
     if stopped and not quiet:
@@ -428,6 +454,14 @@ def cmd_status(_args) -> int:
         bad += not ok
         ports = "/".join(str(port(p)) for p in svc.ports)
         print(f"{svc.name:10} {'up' if ok else 'DOWN':5} port {ports:<6} pid {pid or '-'}")
+    for folder in rds_instances():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        pid = read_pid(folder / "data" / "postmaster.pid")
+        print(f"{'rds':10} {'up' if pid else 'DOWN':5} port {meta.get('port', '-'):<6} pid {pid or '-'}  "
+              f"{folder.parent.name}/{folder.name} (restored RDS instance)")
     faults = sorted(p.name for p in (LAB_DIR / "faults").glob("*.*") if p.is_file())
     print("faults on: " + (", ".join(faults) if faults else "none"))
     return 1 if bad else 0

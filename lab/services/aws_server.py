@@ -17,6 +17,8 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   every cluster's endpoint is the lab's Kubernetes emulator URL (--k8s-url).
 * RDS: an instance restored from a snapshot or to a point in time gets DeletionProtection false unless the
   request asks for it (moto copies it from the source; AWS does not).
+* RDS stand-in (lab/services/rds_standin.py): snapshots are physical copies of the lab's PostgreSQL, a restore starts
+  a real PostgreSQL 15 cluster and the record's endpoint points at it (off with --no-rds-standin).
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
 
 moto keeps its state in memory: a restarted server is empty, run lab/seed_aws.py again.
@@ -48,6 +50,7 @@ FAULT_NAMES = ("aws.down", "aws.throttle", "aws.error")
 SIGNING_TO_SERVICE = {"monitoring": "cloudwatch", "email": "ses", "states": "stepfunctions", "events": "events"}
 DEFAULT_K8S_URL = "http://127.0.0.1:56443"
 RDS_RESTORE_ACTIONS = ("RestoreDBInstanceFromDBSnapshot", "RestoreDBInstanceToPointInTime")
+RDS_STANDIN_ACTIONS = ("CreateDBSnapshot", "CopyDBSnapshot", "DeleteDBSnapshot", "DeleteDBInstance", "CreateDBInstance")
 
 
 # --------------------------------------------------------------------------------------------- request identification
@@ -403,7 +406,7 @@ class EksExtras:
 
 # ------------------------------------------------------------------------------------------------------------- app
 class LabAWSApp:
-    def __init__(self, lab_dir: Path, k8s_url: str) -> None:
+    def __init__(self, lab_dir: Path, k8s_url: str, rds_standin: bool = True) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -411,6 +414,14 @@ class LabAWSApp:
         self.resolver = OperationResolver()
         self.eks = EksExtras(k8s_url)
         self.started = time.time()
+        self._rds_lock = threading.Lock()
+        self.rds = None
+        if rds_standin and (lab_dir / "lab.json").exists():
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from rds_standin import RdsStandIn
+
+            self.rds = RdsStandIn(lab_dir)
+            self.rds.wipe()
 
     @staticmethod
     def _read_body(environ: dict[str, Any]) -> bytes:
@@ -507,6 +518,9 @@ class LabAWSApp:
 
         if info["service"] == "rds" and info["action"] in RDS_RESTORE_ACTIONS and info["region"] and body:
             return self._rds_restore(environ, body, info, start_response)
+        if info["service"] == "rds" and info["action"] in RDS_STANDIN_ACTIONS and info["region"] and body \
+                and self.rds is not None:
+            return self._send(start_response, *self._rds_standin(environ, body, info))
 
         if is_eks and info["region"]:
             from moto.iam.models import get_account_id_from
@@ -520,10 +534,27 @@ class LabAWSApp:
         return self.moto(environ, start_response)
 
 
+    def _rds_standin(self, environ: dict[str, Any], body: bytes,
+                     info: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        from moto.iam.models import get_account_id_from
+
+        form = parse_qs(body.decode("utf-8", "replace"))
+        account = get_account_id_from(info["access_key"] or "")
+        with self._rds_lock:
+            return self.rds.handle(info["action"], form, account, info["region"],
+                                   lambda: self._call_moto(environ, body))
+
     def _rds_restore(self, environ: dict[str, Any], body: bytes, info: dict[str, Any],
                      start_response: Callable) -> Iterable[bytes]:
-        """moto copies DeletionProtection from the source into a restored instance; AWS defaults it to false."""
-        status, headers, data = self._call_moto(environ, body)
+        """moto copies DeletionProtection from the source into a restored instance; AWS defaults it to false.
+        With the RDS stand-in, the restored instance is a real cluster, `creating` until it accepts connections."""
+        if self.rds is not None:
+            status, headers, data = self._rds_standin(environ, body, info)
+            if status == 200:
+                data = data.replace(b"<DBInstanceStatus>available</DBInstanceStatus>",
+                                    b"<DBInstanceStatus>creating</DBInstanceStatus>")
+        else:
+            status, headers, data = self._call_moto(environ, body)
         form = parse_qs(body.decode("utf-8", "replace"))
         if status == 200 and "DeletionProtection" not in form:
             from moto.iam.models import get_account_id_from
@@ -535,8 +566,8 @@ class LabAWSApp:
                 db.deletion_protection = False
                 data = data.replace(b"<DeletionProtection>true</DeletionProtection>",
                                     b"<DeletionProtection>false</DeletionProtection>")
-                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-                headers.append(("Content-Length", str(len(data))))
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
         return self._send(start_response, status, headers, data)
 
 
@@ -551,11 +582,11 @@ def default_k8s_url(lab_dir: Path) -> str:
         return f"http://127.0.0.1:{port}"
 
 
-def make_server(host: str, port: int, lab_dir: Path, k8s_url: str | None = None) -> Any:
+def make_server(host: str, port: int, lab_dir: Path, k8s_url: str | None = None, rds_standin: bool = True) -> Any:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server as wz_make_server
 
-    app = LabAWSApp(lab_dir, k8s_url or default_k8s_url(lab_dir))
+    app = LabAWSApp(lab_dir, k8s_url or default_k8s_url(lab_dir), rds_standin=rds_standin)
     return wz_make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -564,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("LAB_AWS_PORT", "55000")))
     parser.add_argument("--host", default="127.0.0.1", help="loopback only")
     parser.add_argument("--lab-dir", type=Path, default=Path(os.environ.get("LAB_DIR", ".lab")))
+    parser.add_argument("--no-rds-standin", action="store_true", help="RDS records only, no PostgreSQL behind them")
     parser.add_argument("--k8s-url", default=None, help="endpoint given to every EKS cluster "
                         "(default: LAB_K8S_URL, lab.json's k8s port, or http://127.0.0.1:56443)")
     args = parser.parse_args(argv)
@@ -573,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     lab_dir = args.lab_dir.resolve()
     (lab_dir / "faults").mkdir(parents=True, exist_ok=True)
 
-    server = make_server(args.host, args.port, lab_dir, args.k8s_url)
+    server = make_server(args.host, args.port, lab_dir, args.k8s_url, rds_standin=not args.no_rds_standin)
 
     def _stop(signum: int, _frame: Any) -> None:
         LOG.info("signal %s: stopping", signum)

@@ -14,6 +14,9 @@ description:
   - The same file provides C(agbotkit.dr.backup_retention) - given the keys, O(prefix), C(keep) and C(days), it
     returns C({keys, kept, deleted}) - the keys of backups older than C(days) that are not among the newest C(keep).
     Backups without a manifest (incomplete uploads) older than C(days) are deleted too.
+  - And C(agbotkit.dr.backup_before) - given the keys, O(prefix) and C(before) (an ISO 8601 time, naive = UTC;
+    empty = no limit) - returns the newest complete backup id whose time is at or before C(before), or an empty
+    string. The region failover verifies a restored database against that backup's manifest.
 options:
   _input:
     description: S3 keys (the C(s3_keys) of amazon.aws.s3_object with C(mode=list)).
@@ -95,6 +98,20 @@ def backup_retention(keys, prefix, keep=7, days=30, now=None):
     return {"objects": sorted(doomed), "kept": kept, "deleted": deleted}
 
 
+def backup_before(keys, prefix, before=""):
+    """Newest complete backup id whose id time is at or before `before` ('' when there is none)."""
+    limit = None
+    if before:
+        limit = datetime.datetime.fromisoformat(str(before).replace("Z", "+00:00"))
+        if limit.tzinfo is None:
+            limit = limit.replace(tzinfo=datetime.timezone.utc)
+    for bid in backup_ids(keys, prefix):
+        when = _id_time(bid)
+        if when is not None and (limit is None or when <= limit):
+            return bid
+    return ""
+
+
 def checksum_mismatches(stat_results, artifacts, item_key="__db_restore_item"):
     """Names of artifacts whose stat sha256 differs from the manifest's (stat loop results in, names out)."""
     bad = []
@@ -108,5 +125,5 @@ def checksum_mismatches(stat_results, artifacts, item_key="__db_restore_item"):
 
 class FilterModule:
     def filters(self):
-        return {"backup_ids": backup_ids, "backup_retention": backup_retention,
+        return {"backup_ids": backup_ids, "backup_retention": backup_retention, "backup_before": backup_before,
                 "checksum_mismatches": checksum_mismatches}

@@ -240,11 +240,12 @@ def typed_hash_expression(columns: list[dict]) -> str:
 
 
 def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
-                    columns: list[dict] | None = None) -> str:
+                    columns: list[dict] | None = None, upto: bool = False) -> str:
     """One pass over the table: count, order-independent checksum, max(time column).
 
     checksums: False, True (the default algorithm) or an algorithm name of KNOWN_CHECKSUM_ALGORITHMS.
-    columns: the table's columns (needed by the typed algorithm, which orders them by name)."""
+    columns: the table's columns (needed by the typed algorithm, which orders them by name).
+    upto: only the rows whose time column is at or before a watermark, bound as the one query parameter."""
     parts = ["count(*) AS rows"]
     if checksums:
         algorithm = CHECKSUM_ALGORITHM if checksums is True else checksums
@@ -254,8 +255,11 @@ def table_stats_sql(table: str, time_column: str | None, checksums: bool | str,
             parts.append("%s AS checksum" % CHECKSUM_EXPRESSIONS[algorithm])
     if time_column:
         parts.append("max(agbot__r.%s)::text AS max_time" % quote_ident(time_column))
+    where = ""
+    if upto and time_column:
+        where = " WHERE agbot__r.%s <= %%s::timestamptz" % quote_ident(time_column)
     # identifiers are quoted with quote_ident(): no injection through table or column names
-    return "SELECT %s FROM %s AS agbot__r" % (", ".join(parts), qualified(table))  # noqa: S608
+    return "SELECT %s FROM %s AS agbot__r%s" % (", ".join(parts), qualified(table), where)  # noqa: S608
 
 
 def canonical_schema(columns: list[dict], constraints: list[dict], indexes: list[dict]) -> dict:
@@ -333,16 +337,37 @@ def comparable(expected: dict, observed: dict) -> bool:
             and expected.get("checksum_canary") == observed.get("checksum_canary"))
 
 
-def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict]:
+# a row's modification time moves past any watermark when the row is updated: such a column is no watermark
+MODIFICATION_TIME_COLUMNS = ("updated_at", "modified_at", "last_modified", "changed_at")
+
+
+def watermarks(expected: dict) -> dict:
+    """Per table of the manifest, the (time column, max time) its rows are checked up to in watermark mode.
+    Tables whose time column is a modification time (MODIFICATION_TIME_COLUMNS) have none: they are compared as
+    tables without a time column (at least the manifest's rows)."""
+    return {name: (t["time_column"], t["max_time"]) for name, t in (expected.get("tables") or {}).items()
+            if t.get("time_column") and t.get("max_time") is not None
+            and t["time_column"] not in MODIFICATION_TIME_COLUMNS}
+
+
+def compare(expected: dict, observed: dict, checksums: bool = True, watermark: bool = False,
+            append_only=()) -> list[dict]:
     """Everything in which `observed` differs from the manifest `expected`, as human messages.
 
     Extensions: only those named in the manifest are compared (an extra one, e.g. amcheck
     installed for the check, is not a mismatch). Tables: missing, extra, rows, checksum (when
     both sides have one with the same algorithm and `checksums`), max_time. Then schema_hash
-    and hypertables."""
+    and hypertables.
+
+    watermark: `observed` is a database that went on after the manifest (a restore to a later point): its
+    tables' rows were read only up to the manifest's max(time) (`observed[...]["watermark"]`), and must equal the
+    manifest's counts and max(time) there; a table without a time column must have at least the manifest's
+    rows; checksums are compared for the `append_only` tables only (rows of other tables change legitimately);
+    tables created after the manifest are not mismatches."""
     out: list[dict] = []
     exp_tables = expected.get("tables", {})
     obs_tables = observed.get("tables", {})
+    append_only = {normalize_table_name(t) for t in append_only or ()}
     for name in sorted(exp_tables):
         exp = exp_tables[name]
         obs = obs_tables.get(name)
@@ -350,11 +375,24 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
             out.append(_mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
                                  name, exp["rows"], None))
             continue
-        if obs.get("rows") != exp["rows"]:
+        if watermark and obs.get("watermark") is None:
+            if (obs.get("rows") or 0) < exp["rows"]:
+                diff = (obs.get("rows") or 0) - exp["rows"]
+                out.append(_mismatch("rows", "%s: %s rows, fewer than the manifest's %s (%d)" % (
+                    name, obs.get("rows"), exp["rows"], diff), name, exp["rows"], obs.get("rows")))
+            continue
+        if watermark and obs.get("rows") != exp["rows"]:
+            diff = obs.get("rows", 0) - exp["rows"]
+            out.append(_mismatch("rows", "%s: %s rows up to the manifest's watermark %s(%s), manifest says %s "
+                                         "(%s%d)" % (
+                name, obs.get("rows"), exp["time_column"], exp["max_time"], exp["rows"], "+" if diff > 0 else "",
+                diff), name, exp["rows"], obs.get("rows")))
+        elif not watermark and obs.get("rows") != exp["rows"]:
             diff = obs.get("rows", 0) - exp["rows"]
             out.append(_mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
                 name, obs.get("rows"), exp["rows"], "+" if diff > 0 else "", diff), name, exp["rows"], obs.get("rows")))
         if (checksums and comparable(expected, observed) and exp.get("checksum") is not None
+                and (not watermark or name in append_only)
                 and obs.get("checksum") is not None
                 and str(exp["checksum"]) != str(obs["checksum"])):
             out.append(_mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
@@ -363,7 +401,7 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
             out.append(_mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
                 name, exp["time_column"], obs.get("max_time"), exp.get("max_time")), name,
                 exp.get("max_time"), obs.get("max_time")))
-    for name in sorted(set(obs_tables) - set(exp_tables)):
+    for name in sorted(set(obs_tables) - set(exp_tables)) if not watermark else []:
         out.append(_mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
                              obs_tables[name].get("rows")))
     if checksums and expected.get("checksum_algorithm") and observed.get("checksum_algorithm") and \
@@ -435,13 +473,15 @@ class ManifestCollector:
         return canonical_schema(columns, constraints, indexes), per_table
 
     def collect(self, tables: list[str] | None = None, schema_tables: list[str] | None = None,
-                strict: bool = True, snapshot: str | None = None) -> dict:
+                strict: bool = True, snapshot: str | None = None, upto: dict | None = None) -> dict:
         """tables: names to read (None = all user tables). strict: a named table that does not
         exist raises ValueError; otherwise it is left out (db_integrity reports it missing).
         schema_tables: the set the schema hash covers (default: the tables read).
         snapshot: an id from pg_export_snapshot() held open by the caller (e.g. the one pg_dump
         uses): every session adopts it, so the manifest describes exactly that snapshot; created_at
-        is then the start of the adopting transaction, moments after the snapshot was taken."""
+        is then the start of the adopting transaction, moments after the snapshot was taken.
+        upto: {table: (time column, max time)}: read that table's rows only up to the time (watermark mode of
+        db_integrity); the table's entry then carries "watermark"."""
         leader = self.connector.session()
         workers = []
         try:
@@ -472,7 +512,12 @@ class ManifestCollector:
                 canary = leader.one(CANARY_SQL)["canary"]
             jobs = []
             for name in sorted(names, key=lambda n: (-(existing[n].get("bytes") or 0), n)):
-                jobs.append((name, pick_time_column(columns.get(name, [])), columns.get(name, [])))
+                cols = columns.get(name, [])
+                mark = (upto or {}).get(name)
+                if mark and any(c["name"] == mark[0] for c in cols):
+                    jobs.append((name, mark[0], cols, mark[1]))
+                else:
+                    jobs.append((name, pick_time_column(cols), cols, None))
             n_workers = min(self.parallel, len(jobs)) if jobs else 1
             sessions = [leader]
             if n_workers > 1:
@@ -511,14 +556,20 @@ class ManifestCollector:
 
     def _run(self, sessions, jobs) -> dict:
         def stats(session, job):
-            name, time_column, columns = job
-            row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
-            return {
+            name, time_column, columns, mark = job
+            if mark is not None:
+                row = session.one(table_stats_sql(name, time_column, self.checksums, columns, upto=True), (mark,))
+            else:
+                row = session.one(table_stats_sql(name, time_column, self.checksums, columns))
+            entry = {
                 "rows": int(row["rows"]),
                 "checksum": row.get("checksum") if self.checksums else None,
                 "max_time": row.get("max_time"),
                 "time_column": time_column,
             }
+            if mark is not None:
+                entry["watermark"] = mark
+            return entry
 
         results = run_pool(sessions, jobs, stats)
         return {job[0]: results[i] for i, job in enumerate(jobs)}

@@ -51,6 +51,27 @@ options:
       - Compare row checksums where the manifest has them. V(false) compares counts and C(max(time)) only, faster.
     type: bool
     default: true
+  watermark:
+    description:
+      - The database went on after the manifest was taken (a restore to a later point, e.g. a region failover's
+        snapshot or point-in-time restore newer than the last backup). Each table with a time column is read only
+        up to the manifest's C(max(time)) for it, its watermark, and must hold exactly the manifest's row count
+        and C(max(time)) there; a table without a time column must hold at least the manifest's rows.
+      - Row checksums are compared only for the O(append_only) tables (rows of other tables are updated
+        legitimately after the backup). Tables created after the manifest are not mismatches. Every table of
+        the manifest must exist, and the schema hash must be equal.
+      - Needs a manifest.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  append_only:
+    description:
+      - With O(watermark), the tables (V(schema.table) or a bare name in V(public)) whose rows are never updated
+        or deleted, so the checksum of their rows up to the watermark must equal the manifest's.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
   parallel:
     description:
       - Connections used at the same time (tables for the manifest part share one snapshot).
@@ -133,6 +154,8 @@ report:
   type: dict
   sample:
     public.orders: {"present": true, "rows": 999, "expected_rows": 1000, "checksum_ok": false, "amcheck": "ok"}
+    public.metrics: {"present": true, "rows": 50, "expected_rows": 50, "checksum_ok": true, "amcheck": "ok",
+                     "watermark": ["time", "2026-12-01 15:18:21.93+00"]}
     public.fills: {"present": false, "rows": null, "expected_rows": 50, "checksum_ok": null, "amcheck": "missing"}
 mismatches:
   description: Every difference and corruption found; each one's C(kind) is one of C(missing_table),
@@ -198,6 +221,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     normalize_table_name,
     parse_manifest,
     validate_manifest,
+    watermarks,
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
@@ -246,6 +270,8 @@ def argument_spec() -> dict:
         manifest_path=dict(type="path"),
         tables=dict(type="list", elements="str"),
         checksums=dict(type="bool", default=True),
+        watermark=dict(type="bool", default=False),
+        append_only=dict(type="list", elements="str", default=[]),
         parallel=dict(type="int", default=2),
         amcheck=dict(type="bool", default=True),
         amcheck_install=dict(type="bool", default=False),
@@ -304,12 +330,14 @@ class Checker:
             schema_tables = sorted(expected["tables"])
         else:
             names, schema_tables = None, None
-        observed = collector.collect(tables=names, schema_tables=schema_tables, strict=False)
+        upto = watermarks(expected) if (p["watermark"] and expected is not None) else None
+        observed = collector.collect(tables=names, schema_tables=schema_tables, strict=False, upto=upto)
         exp = copy.deepcopy(expected) if expected is not None else {"tables": {}}
         if p["tables"] is not None:
             exp["tables"] = {t: v for t, v in exp["tables"].items() if t in names}
             exp["schema_hash"] = None
-        mismatches = compare(exp, observed, checksums=checksums) if expected is not None else []
+        mismatches = compare(exp, observed, checksums=checksums, watermark=p["watermark"],
+                             append_only=p["append_only"]) if expected is not None else []
         for name in names if p["tables"] is not None else []:
             if name not in observed["tables"] and name not in exp["tables"]:
                 mismatches.append(_mismatch("missing_table", "%s: table does not exist" % name, name))
@@ -408,6 +436,9 @@ class Checker:
         p = self.p
         result["queries"] = self.recorder.queries
         expected = load_expected(p)
+        if p["watermark"] and expected is None:
+            raise ManifestError("Failed to verify: watermark needs a manifest (manifest or manifest_path): without one "
+                                "there is nothing to check the rows against")
         elapsed = {}
         session = self.connector.session()
         try:
@@ -435,15 +466,19 @@ class Checker:
                 elapsed["hypertables"] = round(time.monotonic() - started, 3)
         finally:
             session.close()
-        result.update(report=self.report(expected, observed, amcheck), mismatches=mismatches, ok=not mismatches,
-                      observed=observed, elapsed_seconds=elapsed, changed=self.changed)
+        compared = None
+        if p["watermark"]:
+            compared = {normalize_table_name(t) for t in p["append_only"]}
+        result.update(report=self.report(expected, observed, amcheck, compared), mismatches=mismatches,
+                      ok=not mismatches, observed=observed, elapsed_seconds=elapsed, changed=self.changed)
         if mismatches and p["fail_on_mismatch"]:
             raise IntegrityMismatchError(
                 "Failed integrity check of %s: %d problem(s): %s" % (
                     self.connector.target, len(mismatches), "; ".join(m["message"] for m in mismatches)))
 
     @staticmethod
-    def report(expected: dict | None, observed: dict, amcheck: dict | None) -> dict:
+    def report(expected: dict | None, observed: dict, amcheck: dict | None, checksummed: set | None = None) -> dict:
+        """checksummed: the only tables whose checksums were compared (watermark mode), None = all."""
         exp_tables = (expected or {}).get("tables", {})
         obs_tables = observed["tables"]
         per_table_amcheck: dict = {}
@@ -457,13 +492,15 @@ class Checker:
             obs, exp = obs_tables.get(name), exp_tables.get(name)
             checksum_ok = None
             if (obs and exp and exp.get("checksum") is not None and obs.get("checksum") is not None
-                    and comparable(expected, observed)):
+                    and comparable(expected, observed) and (checksummed is None or name in checksummed)):
                 checksum_ok = str(exp["checksum"]) == str(obs["checksum"])
             amcheck_status = "missing" if obs is None else per_table_amcheck.get(name, "skipped" if amcheck is None
                                                                                    else "ok")
             out[name] = {"present": obs is not None, "rows": obs["rows"] if obs else None,
                          "expected_rows": exp["rows"] if exp else None, "checksum_ok": checksum_ok,
                          "max_time": obs.get("max_time") if obs else None, "amcheck": amcheck_status}
+            if obs and obs.get("watermark") is not None:
+                out[name]["watermark"] = obs["watermark"]
         return out
 
 

@@ -44,3 +44,12 @@ def test_incomplete_old_upload_is_deleted_even_within_keep():
     keys = keys_for("20261124T000000Z") + keys_for("20260101T000000Z", complete=False)
     res = backups.backup_retention(keys, "database", keep=5, days=30, now=NOW)
     assert res["deleted"] == ["20260101T000000Z"]
+
+
+def test_backup_before_picks_the_newest_complete_backup_not_after_the_restore_point():
+    keys = [f"database/{b}/{f}" for b in ("20261201T100000Z", "20261201T110000Z", "20261201T120000Z")
+            for f in ("manifest.json", "dump/toc.dat")] + ["database/20261201T113000Z/dump/toc.dat"]
+    assert backups.backup_before(keys, "database", "2026-12-01T11:45:00") == "20261201T110000Z"
+    assert backups.backup_before(keys, "database", "2026-12-01T11:00:00Z") == "20261201T110000Z"
+    assert backups.backup_before(keys, "database", "2026-12-01T09:59:59") == ""
+    assert backups.backup_before(keys, "database", "") == "20261201T120000Z"

@@ -380,3 +380,56 @@ def test_module_argument_specs_are_valid():
         assert not res.error_messages, res.error_messages
     res = ArgumentSpecValidator(db_manifest.argument_spec()).validate({"parallel": "x"})
     assert res.error_messages
+
+
+# --- watermark mode (region failover: the DR database went on after the backup) ------------------
+
+def _wm_pair():
+    at = "2026-01-01 10:00:00+00"
+    exp = {"tables": {
+        "public.fills": {"rows": 10, "checksum": "111", "max_time": at, "time_column": "filled_at"},
+        "public.orders": {"rows": 5, "checksum": "222", "max_time": at, "time_column": "created_at"},
+        "public.positions": {"rows": 3, "checksum": "333", "max_time": None, "time_column": None}},
+        "checksum_algorithm": "x", "checksum_canary": "c", "schema_hash": "h"}
+    obs = copy.deepcopy(exp)
+    for name in ("public.fills", "public.orders"):
+        obs["tables"][name]["watermark"] = [exp["tables"][name]["time_column"], exp["tables"][name]["max_time"]]
+    obs["tables"]["public.orders"]["checksum"] = "999"   # orders were updated after the backup: not a mismatch
+    obs["tables"]["public.positions"]["rows"] = 4        # a table without time column may grow
+    obs["tables"]["public.new_table"] = {"rows": 1, "checksum": None, "max_time": None, "time_column": None}
+    return exp, obs
+
+
+def test_watermarks_only_tables_with_a_time():
+    exp, _obs = _wm_pair()
+    exp["tables"]["public.positions"].update(time_column="updated_at", max_time="2026-01-01 10:00:00+00")
+    assert m.watermarks(exp) == {"public.fills": ("filled_at", "2026-01-01 10:00:00+00"),
+                                 "public.orders": ("created_at", "2026-01-01 10:00:00+00")}
+
+
+def test_watermark_mode_accepts_a_database_that_went_on():
+    exp, obs = _wm_pair()
+    # a modification time is no watermark: positions (updated after the backup) is compared by rows only
+    exp["tables"]["public.positions"].update(time_column="updated_at", max_time="2026-01-01 10:00:00+00")
+    obs["tables"]["public.positions"].update(time_column="updated_at", max_time="2026-01-01 11:00:00+00")
+    assert m.compare(exp, obs, watermark=True, append_only=["fills"]) == []
+    # the same data compared without watermark mode: the later table and the updated rows are mismatches
+    kinds = {x["kind"] for x in m.compare(exp, obs)}
+    assert {"extra_table", "checksum", "rows"} <= kinds
+
+
+def test_watermark_mode_fails_on_missing_rows_changed_append_only_rows_and_missing_tables():
+    exp, obs = _wm_pair()
+    obs["tables"]["public.fills"]["rows"] = 9
+    obs["tables"]["public.fills"]["checksum"] = "112"
+    obs["tables"]["public.positions"]["rows"] = 2
+    del obs["tables"]["public.orders"]
+    found = {(x["kind"], x["table"]) for x in m.compare(exp, obs, watermark=True, append_only=["public.fills"])}
+    assert found == {("rows", "public.fills"), ("checksum", "public.fills"), ("rows", "public.positions"),
+                     ("missing_table", "public.orders")}
+
+
+def test_stats_sql_up_to_a_watermark_binds_the_time():
+    sql = m.table_stats_sql("fills", "filled_at", False, upto=True)
+    assert sql.endswith('WHERE agbot__r."filled_at" <= %s::timestamptz')
+    assert "WHERE" not in m.table_stats_sql("fills", "filled_at", False)
