@@ -14,7 +14,8 @@ description:
   - The physical half of a point-in-time restore, never over the live cluster. Chooses the backup set (the newest
     that finished before O(target_time), or the newest for a restore to the latest WAL), checks the repository with
     C(pgbackrest verify) judged by its output (it exits 0 on a corrupted file), restores into O(restore_dir),
-    starts that cluster on O(port) with archiving off, waits until replay has reached the target and the cluster
+    starts that cluster on O(port) with archiving paused (nothing is archived from it, its WAL and new timeline's
+    history file are kept for the server to archive once switched in), waits until replay has reached the target and the cluster
     is promoted, and reads where replay stopped.
   - Its state is recorded in O(state_file) (C(restoring), C(ready), and later C(verified) and C(switched) by
     M(agbotkit.dr.pg_cluster_switch)). A re-run with the same set and target finds the cluster ready and changes
@@ -240,8 +241,12 @@ class Restorer:
 
     def start(self):
         opts = {"port": str(self.p["port"]), "listen_addresses": "127.0.0.1",
-                "unix_socket_directories": self.p["socket_dir"], "archive_mode": "off",
-                "hot_standby": "on", "max_connections": "50"}
+                "unix_socket_directories": self.p["socket_dir"],
+                # archive_mode on with an empty command: nothing leaves the spare (a discarded restore must not put
+                # its timeline in the archive), yet every finished segment and the new timeline's history file are
+                # kept marked .ready, so the server archives them once switched in (documented PostgreSQL behaviour)
+                "archive_mode": "on", "archive_command": "",
+                "hot_standby": "on"}
         opts.update({k: str(v) for k, v in self.p["server_options"].items()})
         o = " ".join("-c %s" % shlex.quote("%s=%s" % kv) for kv in opts.items())
         rc, out, err = self.run([os.path.join(self.p["pg_bin"], "pg_ctl"), "-D", self.p["restore_dir"], "-l",
@@ -259,6 +264,14 @@ class Restorer:
             if rc == 0 and out == "f":
                 return
             if not self.running():
+                tail = self.log_tail()
+                if "recovery ended before configured recovery target was reached" in tail:
+                    raise PgBackRestError(
+                        "The archived WAL ends before the target time: no transaction after the target is in the "
+                        "archive, so PostgreSQL cannot prove it reached it. Is archiving working (readiness.yml), and "
+                        "is the target in the past? Restore to the latest archived WAL instead (leave "
+                        "db_restore_target_time empty, with db_restore_path=physical). The live cluster is untouched. "
+                        "Its log ends:\n%s" % tail)
                 raise PgBackRestError(
                     "The restored cluster stopped during WAL replay (it was killed, or the WAL needed to reach the "
                     "target is missing). Its log ends:\n%s\nThe live cluster is untouched; re-run to restore again "
@@ -315,6 +328,9 @@ def main():
             raise PgBackRestError("restore_dir %s is the live data directory %s or inside it: a restore never goes "
                                   "over the live cluster; choose a sibling folder" % (new, live))
         target = pg_time(parse_time(p["target_time"])) if p["target_time"] else ""
+        if target and parse_time(p["target_time"]).timestamp() > time.time():
+            raise PgBackRestError("the target time %s is in the future: leave it empty to replay all archived WAL"
+                                  % p["target_time"])
         out["target_time"] = iso(parse_time(p["target_time"])) if target else ""
         state = load_state(p["state_file"]) or {}
 
