@@ -204,7 +204,7 @@ def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, sta
             good = {r[0]: r[1:] for r in c.execute("SELECT id, status, qty FROM orders")}
             target = c.execute("SELECT clock_timestamp()").fetchone()[0]
         time.sleep(0.5)
-        c.execute("UPDATE orders SET status = 'bad-deploy', qty = qty * 2")
+        c.execute("UPDATE orders SET strategy = 'bad-deploy', qty = qty * 2")
     time.sleep(1.5)
     target_iso = target.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     started = datetime.now(UTC)  # rows the bot writes after the restore's switch are newer than this
@@ -221,9 +221,9 @@ def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, sta
     with pg(lab) as c:
         restored = {r[0]: r[1:] for r in c.execute("SELECT id, status, qty FROM orders WHERE created_at < %s",
                                                    (target,))}
-        after = c.execute("SELECT count(*) FROM orders WHERE created_at >= %s AND status <> 'bad-deploy' "
+        after = c.execute("SELECT count(*) FROM orders WHERE created_at >= %s AND strategy <> 'bad-deploy' "
                           "AND created_at < %s", (target, started)).fetchone()[0]
-        bad = c.execute("SELECT count(*) FROM orders WHERE status = 'bad-deploy'").fetchone()[0]
+        bad = c.execute("SELECT count(*) FROM orders WHERE strategy = 'bad-deploy'").fetchone()[0]
         tli = c.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0]
     assert bad == 0, "the bad deploy's rows came back"
     assert after == 0, "rows written after the target exist"
