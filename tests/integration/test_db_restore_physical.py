@@ -247,3 +247,27 @@ def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, sta
     res = physical(run_playbook, target_iso, db_restore_confirm=DB)
     assert res.returncode == 0 and "nothing to do" in output(res), output(res)[-3000:]
     print(f"physical restore to T through Ansible: {wall:.1f} s wall")
+
+
+def test_readiness_reports_a_failing_archive_command(lab, stanza, run_playbook, fault):
+    checks = {"readiness_checks": ["wal_archive", "pgbackrest", "kill_switch"], "dr_incident_enabled": False}
+    res = run_playbook("playbooks/readiness.yml", extra_vars=checks)
+    assert res.returncode == 0, output(res)[-3000:]
+    fault("pg.archive_fail")
+    with pg(lab, "postgres") as c:
+        c.execute("SELECT txid_current()")
+        c.execute("SELECT pg_switch_wal()")
+        for _ in range(60):
+            ok_t, fail_t = c.execute("SELECT last_archived_time, last_failed_time FROM pg_stat_archiver").fetchone()
+            if fail_t and (not ok_t or fail_t > ok_t):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the archiver never failed with the fault on")
+    res = run_playbook("playbooks/readiness.yml", extra_vars=checks)
+    out = output(res)
+    assert res.returncode != 0
+    assert "Readiness failed (wal_archive)" in out and "archive_command is failing" in out, out[-3000:]
+    report = json.loads(sorted((ROOT / "reports").glob("readiness-*.json"))[-1].read_text())
+    wal = next(c for c in report["checks"] if c["check"] == "wal_archive")
+    assert wal["ok"] is False and wal["failing"] is True and wal["seconds"] is not None
