@@ -2,7 +2,8 @@
 """make bench, part 2 (issue 15): the restore side and the data lost, the plan's dump path (A) against our
 physical point-in-time restore (B), in one run, with the bot trading into the database until the damage.
 
-  backup side   A: pg_dump | gzip                  B: pgBackRest full backup, then incremental (playbooks/pgbackrest.yml)
+  backup side   A: pg_dump | gzip
+                B: pgBackRest full backup, then incremental (playbooks/pgbackrest.yml)
   restore side  A: gunzip, DROP, CREATE, psql <, one count (DR_PLAN.md §2)
                 B: ansible-playbook playbooks/db_restore.yml -e db_restore_target_time=T (restore into a new data
                    directory, replay to just before the damage, verify every table with counts and amcheck, switch)
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
     br.say("backup side: A pg_dump | gzip; B pgBackRest full, then incremental")
     gz = work / "backup.sql.gz"
     dump_start = datetime.now(UTC)
-    a_dump = timed(files, br.run, f"set -o pipefail; pg_dump -U agbot {LIVE_DB} | gzip > {gz}", env, log, shell=True)
+    a_cmd = f"set -o pipefail; pg_dump -U agbot {LIVE_DB} | gzip > {gz}"
+    a_dump = timed(files, br.run, a_cmd, env, log, shell=True)  # noqa: S604 - the plan's pipeline, as written
     b_full = timed(files, playbook, lab, work, log, "playbooks/pgbackrest.yml", "-e", "pgbackrest_backup_type=full",
                    "-e", "pgbackrest_check=false")
     b_incr = timed(files, playbook, lab, work, log, "playbooks/pgbackrest.yml", "-e", "pgbackrest_backup_type=incr",
@@ -171,15 +173,15 @@ def main(argv=None) -> int:
     plain = gz.with_suffix("")
     with lab.connect() as conn:
         br.drop_db(conn, PLAN_DB)
-        conn.execute(f'CREATE DATABASE "{PLAN_DB}"')
+        conn.execute(f'CREATE DATABASE "{PLAN_DB}"')  # noqa: S608 - a constant name
     a_steps = [("gunzip", f"gunzip {gz}"),
                ("drop_create", f'psql -U agbot -d postgres -c "DROP DATABASE {PLAN_DB};" && '
                                f'psql -U agbot -d postgres -c "CREATE DATABASE {PLAN_DB};"'),
                ("restore", f"psql -q -U agbot -d {PLAN_DB} < {plain} > /dev/null 2>> {work}/a.stderr"),
-               ("count", f'psql -U agbot -d {PLAN_DB} -c "SELECT count(*) FROM metrics;"')]
+               ("count", f'psql -U agbot -d {PLAN_DB} -c "SELECT count(*) FROM metrics;"')]  # noqa: S608
     a = {}
     for name, cmd in a_steps:
-        a[name] = timed(files, br.run, cmd, env, log, shell=True)[:2]
+        a[name] = timed(files, br.run, cmd, env, log, shell=True)[:2]  # noqa: S604 - the plan's commands
     a_rows = rows_before(lab, PLAN_DB, t_damage)
     with lab.connect() as conn:
         br.drop_db(conn, PLAN_DB)
@@ -195,7 +197,8 @@ def main(argv=None) -> int:
         "db_restore_kill_switch": False, "dr_incident_enabled": False, "dr_reports_dir": str(reports)}))
     result = json.loads(sorted(reports.glob("db_restore-*.json"))[-1].read_text())
     b_rows = rows_before(lab, LIVE_DB, t_damage)
-    replayed = datetime.fromisoformat(result["replayed_to"].replace("Z", "+00:00")) if result.get("replayed_to") else None
+    replayed = (datetime.fromisoformat(result["replayed_to"].replace("Z", "+00:00"))
+                if result.get("replayed_to") else None)
 
     # ---------------------------------------------------------------- figures
     a_wall = round(sum(v[0] for v in a.values()), 2)
@@ -223,7 +226,8 @@ def main(argv=None) -> int:
     print()
     print(f"database {size['size_mb']} MB; T = {target}; bot traded {args.trade_seconds:.0f} s after the last backup")
     print(f"{'':34} {'A wall':>8} {'A cpu':>7}   {'B wall':>8} {'B cpu':>7}")
-    print(f"{'backup: A pg_dump|gzip / B full':34} {a_dump[0]:8.1f} {a_dump[1]:7.1f}   {b_full[0]:8.1f} {b_full[1]:7.1f}")
+    print(f"{'backup: A pg_dump|gzip / B full':34} {a_dump[0]:8.1f} {a_dump[1]:7.1f}   "
+          f"{b_full[0]:8.1f} {b_full[1]:7.1f}")
     print(f"{'backup: B incremental':34} {'':8} {'':7}   {b_incr[0]:8.1f} {b_incr[1]:7.1f}")
     for name, (w, c) in a.items():
         print(f"{'restore A: ' + name:34} {w:8.1f} {c:7.1f}")
@@ -233,7 +237,8 @@ def main(argv=None) -> int:
           f"B is {out['ratio']}x faster (target 5x)")
     dl = out["data_lost"]
     print(f"{'data lost (rows / seconds)':34} {dl['A']['rows']:>8} {dl['A']['seconds']:7.1f}   "
-          f"{dl['B']['rows']:>8} {dl['B']['seconds'] if dl['B']['seconds'] is not None else '-':>7}   (target B < 60 s)")
+          f"{dl['B']['rows']:>8} {dl['B']['seconds'] if dl['B']['seconds'] is not None else '-':>7}"
+          "   (target B < 60 s)")
     print(f"written to {args.json}")
 
     # ---------------------------------------------------------------- leave the lab as it was: trading, one data dir

@@ -257,7 +257,8 @@ def pg_start(sec: dict) -> None:
         shutil.chown(wal_archive(), PG_OS_USER, PG_OS_USER)
     # WAL archiving for the RDS stand-in's point-in-time restores: every segment gzipped into .lab/pg/wal_archive
     # (wal_recycle off: a segment switched early by archive_timeout is zero-padded and compresses to a few KB)
-    # and, once playbooks/pgbackrest.yml has configured the lab's stanza, pgbackrest archive-push (lab/bin/pgbackrest_archive_push.sh)
+    # and, once playbooks/pgbackrest.yml has configured the lab's stanza, pgbackrest archive-push
+    # (lab/bin/pgbackrest_archive_push.sh)
     archive_command = f"{ROOT / 'lab' / 'bin' / 'pgbackrest_archive_push.sh'} {LAB_DIR} %p %f"
     opts = (f"-p {port('pg')} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB "

@@ -54,11 +54,11 @@ def backup_age(backups, now, objective):
     newest = max(good, key=lambda b: parse_time(b["stop"]))
     age = round((parse_time(now) - parse_time(newest["stop"])).total_seconds(), 1)
     ok = age <= float(objective)
-    msg = ("newest backup %s finished %s, %.0f s ago (objective %.0f s)" % (newest["label"], iso(parse_time(newest["stop"])),
-                                                                           age, float(objective)))
+    msg = ("newest backup %s finished %s, %.0f s ago (objective %.0f s)"
+           % (newest["label"], iso(parse_time(newest["stop"])), age, float(objective)))
     if not ok:
-        msg += ": the backup schedule is not running; run playbooks/pgbackrest.yml -e pgbackrest_backup_type=incr and " \
-               "check the scheduler"
+        msg += (": the backup schedule is not running; run playbooks/pgbackrest.yml -e pgbackrest_backup_type=incr "
+                "and check the scheduler")
     return {"ok": ok, "seconds": age, "newest": newest["label"], "message": msg}
 
 

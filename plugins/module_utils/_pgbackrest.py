@@ -132,7 +132,8 @@ def choose_backup(backups: list[dict], target=None, label: str = "") -> dict:
         if target is not None and parse_time(chosen["stop"]) >= parse_time(target):
             raise TargetBeforeBackupsError(
                 "backup set %s finished at %s, after the target time %s: it cannot be replayed back to it; "
-                "choose an older set or leave db_restore_physical_set empty" % (label, chosen["stop"], iso(parse_time(target))))
+                "choose an older set or leave db_restore_physical_set empty"
+                % (label, chosen["stop"], iso(parse_time(target))))
         return chosen
     if target is None:
         return usable[-1]
@@ -168,7 +169,8 @@ def parse_verify(text: str) -> dict:
     for kind, n in _COUNTS.findall(text):
         counts[kind] = counts.get(kind, 0) + int(n)
     bad_counts = {k: v for k, v in counts.items() if v}
-    problems = ["backup %s: %s" % (name, st) for kind, name, st in _parse_parts(text) if kind == "backup" and st != "valid"]
+    problems = ["backup %s: %s" % (name, st) for kind, name, st in _parse_parts(text)
+                if kind == "backup" and st != "valid"]
     problems += ["%d file(s) %s" % (v, k) for k, v in sorted(bad_counts.items())]
     ok = bool(statuses) and all(s == "ok" for s in statuses) and not bad_counts and not problems
     return {"ok": ok, "statuses": statuses, "error_counts": bad_counts, "problems": problems[:20]}
@@ -210,8 +212,8 @@ def archive_rpo(archiver: dict, now, objective_seconds: float) -> dict:
     if out["failing"]:
         out["message"] = ("archive_command is failing (last failure %s, last success %s): %.0f s of WAL and growing "
                           "are not in the repository; read the server log for the archive_command error, fix the "
-                          "repository, then run `pgbackrest check`" % (out["last_failed_time"], out["last_archived_time"],
-                                                                     out["seconds"]))
+                          "repository, then run `pgbackrest check`"
+                          % (out["last_failed_time"], out["last_archived_time"], out["seconds"]))
         return out
     if out["seconds"] > objective_seconds:
         out["message"] = ("the last WAL segment was archived %.0f s ago, over the RPO objective of %.0f s: is the "
@@ -235,7 +237,8 @@ def recovery_reached(target, last_replay, end_of_backup) -> dict:
     lag = (tgt - last).total_seconds()
     if lag < 0:
         return {"ok": False, "lag_seconds": round(lag, 3),
-                "message": "the restored cluster replayed a transaction of %s, after the target %s" % (iso(last), iso(tgt))}
+                "message": "the restored cluster replayed a transaction of %s, after the target %s"
+                           % (iso(last), iso(tgt))}
     return {"ok": True, "lag_seconds": round(lag, 3),
             "message": "replayed up to %s, %.1f s before the target %s" % (iso(last), lag, iso(tgt))}
 

@@ -39,7 +39,8 @@ options:
     type: str
     required: true
   target_time:
-    description: The target the caller verified (as returned by M(agbotkit.dr.pgbackrest_restore)); must equal the recorded one.
+    description:
+      - The target the caller verified (as returned by M(agbotkit.dr.pgbackrest_restore)); must equal the recorded one.
     type: str
     default: ""
   service:

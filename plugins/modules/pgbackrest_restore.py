@@ -15,8 +15,8 @@ description:
     that finished before O(target_time), or the newest for a restore to the latest WAL), checks the repository with
     C(pgbackrest verify) judged by its output (it exits 0 on a corrupted file), restores into O(restore_dir),
     starts that cluster on O(port) with archiving paused (nothing is archived from it, its WAL and new timeline's
-    history file are kept for the server to archive once switched in), waits until replay has reached the target and the cluster
-    is promoted, and reads where replay stopped.
+    history file are kept for the server to archive once switched in), waits until replay has reached the target
+    and the cluster is promoted, and reads where replay stopped.
   - Its state is recorded in O(state_file) (C(restoring), C(ready), and later C(verified) and C(switched) by
     M(agbotkit.dr.pg_cluster_switch)). A re-run with the same set and target finds the cluster ready and changes
     nothing; a restore that stopped half-way (the cluster died mid-replay, the host rebooted) is removed and
@@ -254,8 +254,8 @@ class Restorer:
                                  str(self.p["timeout"]), "start"], "start the restored cluster", check=False)
         if rc != 0:
             raise PgBackRestError("The restored cluster in %s did not start (%s). Its log ends:\n%s\nThe live cluster "
-                                  "is untouched; re-run to restore again." % (self.p["restore_dir"], (err or out).strip(),
-                                                                             self.log_tail()))
+                                  "is untouched; re-run to restore again."
+                                  % (self.p["restore_dir"], (err or out).strip(), self.log_tail()))
 
     def wait_promoted(self):
         deadline = time.monotonic() + self.p["timeout"]

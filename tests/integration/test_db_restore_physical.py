@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -87,7 +88,8 @@ def no_leftover_restore(lab, run_playbook):
     yield
     pitr = restore_dir(lab)
     if (pitr / "postmaster.pid").exists():
-        os.system(f"runuser -u postgres -- {lab['env']['LAB_PG_BIN']}/pg_ctl -D {pitr} -m immediate stop >/dev/null 2>&1")
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{lab['env']['LAB_PG_BIN']}/pg_ctl", "-D", str(pitr),
+                        "-m", "immediate", "stop"], check=False, capture_output=True)
     shutil.rmtree(pitr, ignore_errors=True)
     st = state_file(lab)
     if st.exists() and json.loads(st.read_text()).get("status") != "switched":
