@@ -131,3 +131,17 @@ def test_argv_runs_as_the_database_user():
                     "--no-delta", "restore"]
     wrapped = b.as_user_argv("some-other-user", ["x"])
     assert wrapped[-1] == "x" and "some-other-user" in wrapped
+
+
+def test_backup_age_filter():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("readiness", ROOT / "plugins/filter/readiness.py")
+    r = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(r)
+    backups = b.parse_info(info_doc(*SETS), "ag_botkit")["backups"]
+    fresh = r.backup_age(backups, "2026-12-01T13:10:00Z", 3600)
+    assert fresh["ok"] and fresh["newest"] == SETS[1][0] and fresh["seconds"] == 598.0   # the set with an error skipped
+    stale = r.backup_age(backups, "2026-12-01T15:00:03Z", 3600)
+    assert not stale["ok"] and "backup schedule is not running" in stale["message"]
+    assert not r.backup_age([], "2026-12-01T15:00:00Z", 3600)["ok"]
+    assert set(r.FilterModule().filters()) == {"archive_rpo", "backup_age"}
