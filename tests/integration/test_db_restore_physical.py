@@ -273,3 +273,15 @@ def test_readiness_reports_a_failing_archive_command(lab, stanza, run_playbook, 
     report = json.loads(sorted((ROOT / "reports").glob("readiness-*.json"))[-1].read_text())
     wal = next(c for c in report["checks"] if c["check"] == "wal_archive")
     assert wal["ok"] is False and wal["failing"] is True and wal["seconds"] is not None
+
+
+def test_backup_verify_rehearses_the_physical_path_and_times_it(lab, stanza, run_playbook):
+    before = live_state(lab)
+    res = run_playbook("playbooks/backup_verify.yml", extra_vars={"backup_verify_paths": ["physical"]})
+    out = output(res)
+    assert res.returncode == 0, out[-3000:]
+    report = json.loads(sorted((ROOT / "reports").glob("backup_verify_physical-*.json"))[-1].read_text())
+    assert report["ok"] is True and report["tables"] >= 5 and report["repository_verified"] is True
+    assert set(report["module_seconds"]) >= {"verify", "restore", "replay"} and report["step_seconds"]["restore"] > 0
+    assert not (Path(lab["lab_dir"]) / "pg" / "data.rehearsal").exists()
+    assert live_state(lab)["started"] == before["started"]
