@@ -95,6 +95,11 @@ options:
     description: With O(state=verified), what verified the cluster (recorded; e.g. the tables and checks).
     type: dict
     default: {}
+  db_user:
+    description: The superuser the module connects as over O(socket_dir) (peer or trust authentication)
+      to follow replay.
+    type: str
+    default: postgres
 attributes:
   check_mode:
     support: full
@@ -212,7 +217,7 @@ class Restorer:
 
     def psql(self, sql):
         argv = [os.path.join(self.p["pg_bin"], "psql"), "-X", "-At", "-h", self.p["socket_dir"],
-                "-p", str(self.p["port"]), "-d", "postgres", "-c", sql]
+                "-p", str(self.p["port"]), "-U", self.p["db_user"], "-d", "postgres", "-c", sql]
         rc, out, err = self.run(argv, "query the restored cluster", check=False)
         return rc, out.strip(), err.strip()
 
@@ -259,10 +264,16 @@ class Restorer:
 
     def wait_promoted(self):
         deadline = time.monotonic() + self.p["timeout"]
+        err = ""
         while time.monotonic() < deadline:
             rc, out, err = self.psql("SELECT pg_is_in_recovery()")
             if rc == 0 and out == "f":
                 return
+            if rc != 0 and ("does not exist" in err or "authentication failed" in err):
+                raise PgBackRestError("cannot connect to the restored cluster on port %s over the socket in %s as %s: "
+                                      "%s; set db_user (db_restore_physical_superuser) to a superuser that connects "
+                                      "there without a password" % (self.p["port"], self.p["socket_dir"],
+                                                                    self.p["db_user"], err))
             if not self.running():
                 tail = self.log_tail()
                 if "recovery ended before configured recovery target was reached" in tail:
@@ -277,8 +288,9 @@ class Restorer:
                     "target is missing). Its log ends:\n%s\nThe live cluster is untouched; re-run to restore again "
                     "(the half-done restore is removed first)." % self.log_tail())
             time.sleep(0.2)
-        raise PgBackRestError("replay did not finish within %s s (timeout); the restored cluster keeps running on port "
-                              "%s: re-run with a larger timeout" % (self.p["timeout"], self.p["port"]))
+        raise PgBackRestError("replay did not finish within %s s (timeout; last answer: %s); the restored cluster "
+                              "keeps running on port %s: re-run with a larger timeout"
+                              % (self.p["timeout"], err or "still in recovery", self.p["port"]))
 
     def facts(self, target, backup):
         rc, out, err = self.psql("SELECT coalesce(pg_last_xact_replay_timestamp()::text, ''), "
@@ -315,6 +327,7 @@ def main():
             server_options=dict(type="dict", default={}),
             timeout=dict(type="int", default=3600),
             verified_by=dict(type="dict", default={}),
+            db_user=dict(type="str", default="postgres"),
         ),
         supports_check_mode=True,
     )
