@@ -249,6 +249,7 @@ def pg_start(sec: dict) -> None:
             pwfile.unlink(missing_ok=True)
         # a new cluster restarts WAL numbering: an old archive would mix two histories
         shutil.rmtree(wal_archive(), ignore_errors=True)
+        shutil.rmtree(LAB_DIR / "pgbackrest", ignore_errors=True)  # its stanza belongs to the old cluster
     run.mkdir(parents=True, exist_ok=True)
     wal_archive().mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -256,8 +257,9 @@ def pg_start(sec: dict) -> None:
         shutil.chown(wal_archive(), PG_OS_USER, PG_OS_USER)
     # WAL archiving for the RDS stand-in's point-in-time restores: every segment gzipped into .lab/pg/wal_archive
     # (wal_recycle off: a segment switched early by archive_timeout is zero-padded and compresses to a few KB)
-    arch = wal_archive()
-    archive_command = f"gzip -1 < %p > {arch}/%f.gz.tmp && mv {arch}/%f.gz.tmp {arch}/%f.gz"
+    # and, once playbooks/pgbackrest.yml has configured the lab's stanza, pgbackrest archive-push
+    # (lab/bin/pgbackrest_archive_push.sh)
+    archive_command = f"{ROOT / 'lab' / 'bin' / 'pgbackrest_archive_push.sh'} {LAB_DIR} %p %f"
     opts = (f"-p {port('pg')} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB "
             "-c shared_buffers=512MB -c maintenance_work_mem=256MB -c max_connections=100 "
@@ -510,6 +512,7 @@ KNOWN_FAULTS = {
     "minibot.error": "kill-switch endpoints answer 500",
     "minibot.slow": "responses delayed ({seconds: N}, default 10)",
     "minibot.ignore_trigger": "trigger says halted but the bot keeps writing",
+    "pg.archive_fail": "the lab primary's archive_command fails (WAL piles up, RPO grows)",
     "rtds.down": "the market-data feed refuses connections",
     "rtds.gaps": "the feed skips sequence numbers",
     "rtds.stall": "the feed stops sending after subscribe",

@@ -17,6 +17,8 @@ if [[ -z "$PGBIN" || ! -x "$PGBIN/postgres" || ! -x "$PGBIN/pg_amcheck" ]]; then
 fi
 command -v psql >/dev/null || need_apt+=(postgresql-client-15)
 command -v unzip >/dev/null || need_apt+=(unzip)
+# pgBackRest (issue 15): the physical backups and point-in-time restores (Debian 12: 2.45)
+command -v pgbackrest >/dev/null || need_apt+=(pgbackrest)
 # the incident report test renders report.html in headless Chromium (skipped outside CI when absent)
 if [[ "${CI:-}" == "true" || "${AGBOTKIT_INSTALL_CHROMIUM:-}" == "1" ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)

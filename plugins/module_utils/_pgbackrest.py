@@ -1,0 +1,280 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to agbotkit.dr
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pgBackRest: its command line declared once, its output parsed, and the decisions of a physical restore.
+
+Pure functions (no Ansible, no I/O) are unit-tested in tests/unit/test_pgbackrest.py:
+
+* parse_info()      the JSON of ``pgbackrest info --output=json`` -> the stanza's backup sets and archive range
+* choose_backup()   which backup set a restore to a target time starts from (newest that finished before it)
+* parse_verify()    the text of ``pgbackrest verify``: it exits 0 on a corrupted repository file (checked with
+                    2.45), only its output says ``status: invalid``, so the output is what counts
+* archive_rpo()     RPO arithmetic from pg_stat_archiver: seconds of WAL not yet in the repository
+* recovery_reached() did replay reach the point asked for
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+
+
+class PgBackRestError(AgbotDrError):
+    """pgBackRest failed, is missing, or its repository cannot be trusted."""
+
+
+class TargetBeforeBackupsError(PgBackRestError):
+    """The restore target lies before the oldest backup set that could reach it."""
+
+
+def parse_time(value) -> datetime:
+    """An ISO 8601 time (``Z`` or an offset, or naive meaning UTC), or epoch seconds, as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty time")
+    text = text.replace(" ", "T", 1) if re.match(r"^\d{4}-\d\d-\d\d \d", text) else text
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # PostgreSQL prints offsets as +00 (no minutes)
+    text = re.sub(r"([+-]\d\d)$", r"\1:00", text)
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def pg_time(dt: datetime) -> str:
+    """A target time as pgBackRest/PostgreSQL read it (recovery_target_time), always with its offset."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+# --------------------------------------------------------------------------- info
+
+
+def parse_info(doc, stanza: str) -> dict:
+    """The stanza's record from ``pgbackrest info --output=json`` (a list of stanzas), simplified.
+
+    Returns {stanza, status_code, status_message, backups: [{label, type, start, stop, prior, error,
+    size, repo_size, wal_start, wal_stop}] oldest first, archive_min, archive_max, system_id, pg_version}.
+    """
+    if not isinstance(doc, list):
+        raise PgBackRestError("pgbackrest info did not return a JSON list of stanzas (%s)" % type(doc).__name__)
+    for entry in doc:
+        if isinstance(entry, dict) and entry.get("name") == stanza:
+            break
+    else:
+        raise PgBackRestError("stanza %r is not in the repository: create it first (pgbackrest role, "
+                              "pgbackrest_stanza_create) or check pgbackrest_stanza" % stanza)
+    status = entry.get("status") or {}
+    backups = []
+    for b in entry.get("backup") or []:
+        ts = b.get("timestamp") or {}
+        arch = b.get("archive") or {}
+        info = b.get("info") or {}
+        if ts.get("start") is None or ts.get("stop") is None or not b.get("label"):
+            raise PgBackRestError("backup set without label or timestamps in pgbackrest info: %r" % (b,))
+        backups.append({
+            "label": b["label"],
+            "type": b.get("type"),
+            "start": iso(parse_time(int(ts["start"]))),
+            "stop": iso(parse_time(int(ts["stop"]))),
+            "stop_epoch": int(ts["stop"]),
+            "prior": b.get("prior"),
+            "error": bool(b.get("error", False)),
+            "size": (info.get("size")),
+            "repo_size": ((info.get("repository") or {}).get("delta")),
+            "wal_start": arch.get("start"),
+            "wal_stop": arch.get("stop"),
+        })
+    backups.sort(key=lambda x: x["stop_epoch"])
+    archives = entry.get("archive") or []
+    mins = [a.get("min") for a in archives if a.get("min")]
+    maxs = [a.get("max") for a in archives if a.get("max")]
+    dbs = entry.get("db") or []
+    return {
+        "stanza": stanza,
+        "status_code": int(status.get("code", 99)),
+        "status_message": status.get("message", "unknown"),
+        "backups": backups,
+        "archive_min": min(mins) if mins else None,
+        "archive_max": max(maxs) if maxs else None,
+        "system_id": dbs[-1].get("system-id") if dbs else None,
+        "pg_version": dbs[-1].get("version") if dbs else None,
+    }
+
+
+def choose_backup(backups: list[dict], target=None, label: str = "") -> dict:
+    """The backup set to restore from.
+
+    ``label`` given: that set (it must exist, be error-free, and for a time target have finished before it).
+    ``target`` None: the newest set (replay to the end of the archive). Otherwise the newest set that finished
+    before the target time: replay can only reach a time after the backup's consistency point.
+    """
+    usable = [b for b in backups if not b.get("error")]
+    if not usable:
+        raise PgBackRestError("the repository holds no usable backup set: take one first "
+                              "(ansible-playbook playbooks/pgbackrest.yml -e pgbackrest_backup_type=full)")
+    if label:
+        found = [b for b in usable if b["label"] == label]
+        if not found:
+            raise PgBackRestError("backup set %s is not in the repository (or has errors); sets: %s"
+                                  % (label, ", ".join(b["label"] for b in usable)))
+        chosen = found[0]
+        if target is not None and parse_time(chosen["stop"]) >= parse_time(target):
+            raise TargetBeforeBackupsError(
+                "backup set %s finished at %s, after the target time %s: it cannot be replayed back to it; "
+                "choose an older set or leave db_restore_physical_set empty"
+                % (label, chosen["stop"], iso(parse_time(target))))
+        return chosen
+    if target is None:
+        return usable[-1]
+    when = parse_time(target)
+    before = [b for b in usable if parse_time(b["stop"]) < when]
+    if not before:
+        oldest = usable[0]
+        raise TargetBeforeBackupsError(
+            "the target time %s is before the oldest backup set (%s, finished %s): no physical backup can reach it. "
+            "Restore the newest S3 dump taken before it instead (db_restore_path=logical), or choose a later target."
+            % (iso(when), oldest["label"], oldest["stop"]))
+    return before[-1]
+
+
+# --------------------------------------------------------------------------- verify
+
+_STATUS = re.compile(r"^\s*status:\s*(\S+)", re.M)
+_COUNTS = re.compile(r"\b(missing|checksum invalid|size invalid|other):\s*(\d+)")
+_PART = re.compile(r"^\s*(archiveId|backup):\s*([^,\s]+)(?:,\s*status:\s*(\w+))?", re.M)
+
+
+def parse_verify(text: str) -> dict:
+    """The outcome of ``pgbackrest verify --output=text`` read from its output, whatever its exit code.
+
+    2.45 prints, per stanza, ``status: ok|error``, then per archive id and per backup set the files checked and
+    ``missing/checksum invalid/size invalid/other`` counts (a backup set also says ``status: valid|invalid``).
+    ``ok`` is true only when a stanza status is printed, every one is ``ok``, every backup set is ``valid`` and every
+    count is 0: an empty or truncated output proves nothing.
+    """
+    text = text or ""
+    statuses = _STATUS.findall(text)
+    counts: dict = {}
+    for kind, n in _COUNTS.findall(text):
+        counts[kind] = counts.get(kind, 0) + int(n)
+    bad_counts = {k: v for k, v in counts.items() if v}
+    problems = ["backup %s: %s" % (name, st) for kind, name, st in _parse_parts(text)
+                if kind == "backup" and st != "valid"]
+    problems += ["%d file(s) %s" % (v, k) for k, v in sorted(bad_counts.items())]
+    ok = bool(statuses) and all(s == "ok" for s in statuses) and not bad_counts and not problems
+    return {"ok": ok, "statuses": statuses, "error_counts": bad_counts, "problems": problems[:20]}
+
+
+def _parse_parts(text):
+    return [(m.group(1), m.group(2), m.group(3) or "") for m in _PART.finditer(text)]
+
+
+# --------------------------------------------------------------------------- archiving and RPO
+
+
+def archive_rpo(archiver: dict, now, objective_seconds: float) -> dict:
+    """RPO arithmetic from a pg_stat_archiver row: how much WAL is not yet safe in the repository.
+
+    ``archiver``: {last_archived_time, last_failed_time, failed_count, archive_mode, archive_timeout}.
+    The exposure is the time since the last segment reached the archive; when archiving is failing (the last
+    failure is newer than the last success) the exposure grows without bound and the check fails whatever its age.
+    """
+    now_dt = parse_time(now)
+    mode = (archiver.get("archive_mode") or "").lower()
+    last_ok = archiver.get("last_archived_time")
+    last_fail = archiver.get("last_failed_time")
+    out = {"archive_mode": mode, "last_archived_time": None, "last_failed_time": None,
+           "failing": False, "seconds": None, "objective_seconds": objective_seconds, "ok": False, "message": ""}
+    if mode not in ("on", "always"):
+        out["message"] = ("archive_mode is %r: WAL is not archived, so the RPO is the age of the last backup; "
+                          "run playbooks/pgbackrest.yml with pgbackrest_allow_restart=true" % (mode or "unknown"))
+        return out
+    ok_dt = parse_time(last_ok) if last_ok else None
+    fail_dt = parse_time(last_fail) if last_fail else None
+    out["last_archived_time"] = iso(ok_dt) if ok_dt else None
+    out["last_failed_time"] = iso(fail_dt) if fail_dt else None
+    out["failing"] = bool(fail_dt and (ok_dt is None or fail_dt > ok_dt))
+    if ok_dt is None:
+        out["message"] = "no WAL segment has been archived yet: check archive_command and `pgbackrest check`"
+        return out
+    out["seconds"] = round(max(0.0, (now_dt - ok_dt).total_seconds()), 1)
+    if out["failing"]:
+        out["message"] = ("archive_command is failing (last failure %s, last success %s): %.0f s of WAL and growing "
+                          "are not in the repository; read the server log for the archive_command error, fix the "
+                          "repository, then run `pgbackrest check`"
+                          % (out["last_failed_time"], out["last_archived_time"], out["seconds"]))
+        return out
+    if out["seconds"] > objective_seconds:
+        out["message"] = ("the last WAL segment was archived %.0f s ago, over the RPO objective of %.0f s: is the "
+                          "server writing, and is archive_timeout set?" % (out["seconds"], objective_seconds))
+        return out
+    out["ok"] = True
+    out["message"] = "last WAL archived %.0f s ago (objective %.0f s)" % (out["seconds"], objective_seconds)
+    return out
+
+
+def recovery_reached(target, last_replay, end_of_backup) -> dict:
+    """Did replay reach the target time? ``last_replay`` is pg_last_xact_replay_timestamp() of the restored
+    cluster (None when no transaction was replayed after the backup), ``end_of_backup`` the backup set's stop.
+
+    A restore whose last replayed transaction is after the target replayed too far (never expected: PostgreSQL
+    stops before it); one whose WAL ends long before the target lost more than the archive promised, which the
+    caller reports as data lost. Returns {ok, lag_seconds, message}.
+    """
+    tgt = parse_time(target)
+    last = parse_time(last_replay) if last_replay else parse_time(end_of_backup)
+    lag = (tgt - last).total_seconds()
+    if lag < 0:
+        return {"ok": False, "lag_seconds": round(lag, 3),
+                "message": "the restored cluster replayed a transaction of %s, after the target %s"
+                           % (iso(last), iso(tgt))}
+    return {"ok": True, "lag_seconds": round(lag, 3),
+            "message": "replayed up to %s, %.1f s before the target %s" % (iso(last), lag, iso(tgt))}
+
+
+# --------------------------------------------------------------------------- running it
+
+
+def as_user_argv(os_user: str, argv: list[str]) -> list[str]:
+    """Run argv as the database's OS user: directly when we are that user, with runuser as root, else sudo -n."""
+    try:
+        import pwd
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        me = None
+    if not os_user or me == os_user:
+        return list(argv)
+    if os.geteuid() == 0:
+        return ["runuser", "-u", os_user, "--"] + list(argv)
+    return ["sudo", "-n", "-u", os_user, "--"] + list(argv)
+
+
+def pgbackrest_argv(binary: str, config: str, stanza: str, command: str, options: dict | None = None) -> list[str]:
+    """``pgbackrest --config=.. --stanza=.. [--opt=value ..] command``: every option as --name=value."""
+    argv = [binary]
+    if config:
+        argv.append("--config=%s" % config)
+    if stanza:
+        argv.append("--stanza=%s" % stanza)
+    for name, value in (options or {}).items():
+        if value is None or value == "":
+            continue
+        if value is True:
+            argv.append("--%s" % name)
+        elif value is False:
+            argv.append("--no-%s" % name)
+        else:
+            argv.append("--%s=%s" % (name, value))
+    argv.append(command)
+    return argv
