@@ -34,7 +34,9 @@ RUNS = {
         answers={"incident_notify_message": "AWX job test: a workflow node failed"}, phases=set()
     ),
     "DR | Kill switch": dict(answers={}, phases=set()),
-    "DR | Readiness": dict(answers={}, phases=set()),
+    "DR | Readiness": dict(answers={"readiness_checks": ["kill_switch"]}, phases=set()),
+    # a real backup is tested in test_db_restore_physical.py; here its check-mode launch
+    "DR | pgBackRest backup": dict(answers={}, check=True, phases=set()),
     # the Kubernetes part only (what the EDA rulebook runs); the database dump is tested in test_db_restore.py
     "DR | Backup": dict(
         answers={"db_backup_database": "false", "db_backup_terraform_state": "false"},
