@@ -13,7 +13,7 @@ version_added: 0.3.0
 description:
   - The last step of a physical restore. Refuses unless O(state_file) records the restore as C(verified)
     (by M(agbotkit.dr.pgbackrest_restore) with O(agbotkit.dr.pgbackrest_restore#module:state=verified)) for the
-    backup set and target the caller names: the switch checks the recorded result, never task order.
+    backup set and target the caller names - the switch checks the recorded result, never task order.
   - Stops the restored cluster, stops the live one, renames the live data directory to
     C(<data_dir>.replaced-<timestamp>) (kept until someone removes it), renames the restored directory into
     place and starts the server the way it was started (O(service)). If the new cluster does not start, the old

@@ -50,7 +50,7 @@ options:
     default: incr
   options:
     description:
-      - Extra command-line options, as C(name) to value (V(true) for a bare flag), e.g. C({process-max: 2}).
+      - "Extra command-line options, as C(name) to value (V(true) for a bare flag), for example C(process-max) 2."
     type: dict
     default: {}
   timeout:
