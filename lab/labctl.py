@@ -503,7 +503,7 @@ KNOWN_FAULTS = {
     "aws.throttle": "throttle AWS calls ({service, action, count})",
     "aws.error": "500 InternalError on AWS calls ({service, action, count})",
     "aws.down": "every AWS call fails",
-    "k8s.node_notready": "nodes report NotReady ({nodes: [...]}, default all)",
+    "k8s.node_notready": "nodes report NotReady, their pod processes stop ({nodes: [...]}, default all)",
     "k8s.rollout_stuck": "named deployments never become available ({deployments: [...]})",
     "k8s.api_error": "every Kubernetes API call answers 500",
     "minibot.down": "the bot's API refuses every request",

@@ -39,7 +39,8 @@ KNOWN_IMAGES = {
     "ghcr.io/ag-botkit/rtds-client": "rtds_client.py",
 }
 RUN_ANNOTATION = "lab.agbotkit.dr/run"  # "false" on a pod template: never run it (the seed's minibot)
-PROBE_PERIOD = 0.5          # seconds between two probes of a container (periodSeconds is not honoured)
+PROBE_PERIOD = 0.5          # seconds between two readiness probes (periodSeconds is not honoured)
+LIVENESS_SPEEDUP = 5        # liveness probes run every periodSeconds / 5 (at least PROBE_PERIOD): 2 s by default
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 10.0)  # seconds before restarting a container that exited, by restart count
 STOP_GRACE = 3.0            # SIGTERM, then SIGKILL after this many seconds
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "LAB_LOG_LEVEL")
@@ -82,6 +83,7 @@ class Container:
     waiting: tuple[str, str] | None = ("ContainerCreating", "")
     ready: bool = False                 # readiness probe result (True without a probe once running)
     live_failures: int = 0
+    live_next: float = 0.0              # monotonic time of the next liveness probe
 
     @property
     def running(self) -> bool:
@@ -124,6 +126,28 @@ class Kubelet:
         self.pods: dict[tuple[str, str], PodProcs] = {}
         self.stopping: list[subprocess.Popen] = []   # terminated, not yet reaped
         self._listed: str = ""
+        self._stop_leftovers()
+
+    def _stop_leftovers(self) -> None:
+        """An emulator that was killed (no SIGTERM) left its pods' processes: stop them, forget their folders."""
+        try:
+            rows = json.loads((self.root / "processes.json").read_text())
+        except (OSError, ValueError):
+            rows = []
+        for row in rows if isinstance(rows, list) else []:
+            try:
+                pid = int(row["pid"])
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except (OSError, KeyError, TypeError, ValueError):
+                continue
+            if row.get("folder") and row["folder"] in cmdline:  # still that process, not a reused pid
+                log.warning("stopping pid %d of pod %s/%s left by a previous emulator", pid, row.get("namespace"),
+                            row.get("pod"))
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root / "pods")
+        self.write_list()
 
     # ------------------------------------------------------------------ which pods
 
@@ -339,6 +363,7 @@ class Kubelet:
         c.started_iso = _now_iso()
         c.ready = False
         c.live_failures = 0
+        c.live_next = 0.0
         c.waiting = None
         log.info("pod %s/%s (%s) container %s: pid %d on 127.0.0.1:%d", pp.namespace, pp.name, pp.cluster,
                  c.name, c.proc.pid, c.port)
@@ -454,7 +479,8 @@ class Kubelet:
             if c.proc is proc:
                 c.ready = ok
         lp = c.probe("livenessProbe")
-        if lp is not None and age >= float(lp.get("initialDelaySeconds", 0)):
+        if lp is not None and age >= float(lp.get("initialDelaySeconds", 0)) and time.monotonic() >= c.live_next:
+            c.live_next = time.monotonic() + max(PROBE_PERIOD, float(lp.get("periodSeconds", 10)) / LIVENESS_SPEEDUP)
             ok = await self._http_ok(http, c, lp)
             if c.proc is not proc:
                 return

@@ -323,3 +323,38 @@ def test_namespace_deletion_is_asynchronous(bot):
     status, _ = api(bot, "GET", f"/apis/apps/v1/namespaces/{NS}/deployments/minibot")
     assert status == 404
     wait_for("the bot's process stopped with its namespace", lambda: not alive(pid))
+
+
+APP_NS = "lab-app-deploy-test"
+
+
+def test_app_deploy_refuses_an_incomplete_secret(lab, run_playbook):
+    proc = run_playbook(ROOT / "tests/integration/playbooks/app_deploy_pods.yml", extra_vars={
+        "app_deploy_namespace": APP_NS,
+        "app_deploy_secrets": {"DATABASE_PASSWORD": "", "KILL_SWITCH_TOKEN": "t", "EXCHANGE_API_KEY": "k",
+                               "EXCHANGE_API_SECRET": ""}})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Secret ag-botkit-secrets would lack DATABASE_PASSWORD, EXCHANGE_API_SECRET" in out, out[-3000:]
+    assert api(lab, "GET", f"/api/v1/namespaces/{APP_NS}")[0] == 404  # nothing applied
+
+
+def test_app_deploy_runs_the_bot_with_its_secret(lab, run_playbook):
+    try:
+        proc = run_playbook(ROOT / "tests/integration/playbooks/app_deploy_pods.yml",
+                            extra_vars={"app_deploy_namespace": APP_NS})
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert "Available in ag-botkit-dr-eks: api, minibot, rtds-client" in out
+        for value in (lab["secrets"]["db_password"], lab["secrets"]["exchange_api_secret"]):
+            assert value not in out  # no_log
+        status, sec = api(lab, "GET", f"/api/v1/namespaces/{APP_NS}/secrets/ag-botkit-secrets")
+        assert status == 200 and "kubectl.kubernetes.io/last-applied-configuration" not in (
+            sec["metadata"].get("annotations") or {})
+        assert base64.b64decode(sec["data"]["DATABASE_PASSWORD"]).decode() == lab["secrets"]["db_password"]
+        status, health = api(lab, "GET", f"/api/v1/namespaces/{APP_NS}/services/minibot:http/proxy/health")
+        assert status == 200 and health["db"] == "ok" and health["database"]["port"] == str(lab["ports"]["pg"])
+        status, feed = api(lab, "GET", f"/api/v1/namespaces/{APP_NS}/services/rtds-client:http/proxy/health")
+        assert status == 200 and feed["connected"] and feed["ticks"] > 0
+    finally:
+        api(lab, "DELETE", f"/api/v1/namespaces/{APP_NS}")

@@ -128,3 +128,53 @@ def test_fault_cli_round_trip(private_lab):
     assert not (lab_dir / "faults" / "minibot.slow").exists()
     bad = labctl("fault", "on", "nope.nothing")
     assert bad.returncode == 2 and "unknown fault" in bad.stderr
+
+
+def _run_pod(env: dict, name: str) -> dict:
+    """A pod of a known image (rtds-client) in the private lab's DR cluster; its process's row once it runs."""
+    import urllib.request
+
+    base = f"http://127.0.0.1:{env['LAB_K8S_PORT']}/clusters/ag-botkit-dr-eks/api/v1/namespaces/default/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"containers": [{"name": "c", "image": "ghcr.io/ag-botkit/rtds-client:1.4.2",
+                                    "env": [{"name": "RTDS_URL",
+                                             "value": f"ws://127.0.0.1:{env['LAB_RTDS_PORT']}/ws"}]}]}}
+    req = urllib.request.Request(base, data=json.dumps(pod).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
+    listing = Path(env["LAB_DIR"]) / "k8s" / "processes.json"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = json.loads(listing.read_text()) if listing.exists() else []
+        row = next((r for r in rows if r["pod"] == name), None)
+        if row and alive(row["pid"]):
+            return row
+        time.sleep(0.2)
+    pytest.fail(f"pod {name} did not run within 15 s")
+
+
+def _gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not alive(pid)
+
+
+def test_down_stops_pod_processes_even_when_the_emulator_died(private_lab):
+    labctl, lab_dir, env = private_lab
+    assert labctl("up").returncode == 0
+    first = _run_pod(env, "first")
+    status = labctl("status")
+    assert f"pid {first['pid']}" in status.stdout and "ag-botkit-dr-eks/default/first" in status.stdout
+    assert labctl("down").returncode == 0
+    assert _gone(first["pid"]), "make lab-down left a pod's process running"
+    # an emulator killed without its SIGTERM handler leaves its pods running: labctl down stops them
+    assert labctl("up").returncode == 0
+    second = _run_pod(env, "second")
+    k8s_pid = int((lab_dir / "pids" / "k8s.pid").read_text().split()[0])
+    os.kill(k8s_pid, 9)
+    assert _gone(k8s_pid, 5) and alive(second["pid"])
+    down = labctl("down")
+    assert down.returncode == 0 and "pod process(es) the emulator left" in down.stdout
+    assert _gone(second["pid"]), "make lab-down left a dead emulator's pod process running"
