@@ -21,7 +21,7 @@ mkdir -p artifacts/lanes
 rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Integration test files and molecule scenarios run on lab A; everything else runs on lab B.
-LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_truth.py"
+LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_trust.py"
 LANE_A_MOLECULE="db_restore"
 LANES=${TEST_LANES:-static lab-a lab-b}
 
