@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
+import cluster_faults
 from _common import fault
 from k8s_util import (
     apply_patch,
@@ -544,6 +545,7 @@ class Cluster:
         info = self.info("", "nodes")
         for key, obj in self._items(info):
             ready = not (opts is not None and (not names or key[2] in names))
+            ready = ready and cluster_faults.node_down(self.lab_dir, self.name, obj) is None  # plan section 3 faults
             cur = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                        {})
             if (cur.get("status") == "True") != ready or not cur:
