@@ -17,7 +17,8 @@ options, see docs/lab/k8s.md):
                      cluster is created again in EKS after the fault was written. The API keeps answering
                      (a degraded control plane: reads work, so a backup can still be taken).
 
-Any node whose instance is rebooting is NotReady for REBOOT_SECONDS after the RebootInstances call, fault or not;
+Any node whose instance is rebooting is NotReady for REBOOT_SECONDS after the RebootInstances (or StartInstances:
+amazon.aws.ec2_instance state=rebooted is a stop then a start) call, fault or not;
 a node group update takes NODEGROUP_SECONDS.
 """
 
@@ -159,7 +160,8 @@ def _observe(lab_dir: Path | str, info: dict, method: str, path: str, body: byte
     import re
     from urllib.parse import parse_qs
 
-    if info.get("service") == "ec2" and info.get("action") == "RebootInstances" and body:
+    # RebootInstances, or StartInstances (amazon.aws.ec2_instance state=rebooted stops then starts)
+    if info.get("service") == "ec2" and info.get("action") in ("RebootInstances", "StartInstances") and body:
         form = parse_qs(body.decode("utf-8", "replace"))
         ids = [v[0] for k, v in sorted(form.items()) if k.startswith("InstanceId.")]
         if ids:
@@ -192,3 +194,16 @@ def observing(lab_dir: Path | str, info: dict, environ: dict, body: bytes | None
         return start_response(status, headers, exc_info)
 
     return wrapped
+
+
+# ------------------------------------------------------------------------------------------- node identity
+def node_identity(lab_dir: Path | str, node: dict) -> dict[str, str]:
+    """nodeInfo's machineID/systemUUID (from the instance) and bootID (changes with every reboot of the instance)."""
+    import hashlib
+    import uuid
+
+    iid = instance_of(node) or (node.get("metadata") or {}).get("name", "")
+    boots = sum(1 for e in events(lab_dir) if e.get("kind") == "reboot" and iid in (e.get("instances") or []))
+    machine = hashlib.sha256(iid.encode()).hexdigest()[:32]
+    return {"machineID": machine, "systemUUID": str(uuid.UUID(machine)).upper(),
+            "bootID": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{iid}/{boots}"))}

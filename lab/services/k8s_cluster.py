@@ -579,6 +579,7 @@ class Cluster:
                                        "containerRuntimeVersion": "containerd://1.7.11", "operatingSystem": "linux",
                                        "architecture": "amd64", "osImage": "Amazon Linux 2",
                                        "kernelVersion": "5.10.213-201.855.amzn2.x86_64"})
+        status["nodeInfo"].update(cluster_faults.node_identity(self.lab_dir, obj))  # the Python client requires them
         spec = obj.setdefault("spec", {})
         taints = [t for t in spec.get("taints") or [] if t.get("key") != "node.kubernetes.io/unreachable"]
         if not ready:
