@@ -22,10 +22,10 @@ CLUSTER = "ag-botkit-production-eks"
 
 
 def call(url: str, method: str = "GET", body: dict | None = None) -> dict:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/merge-patch+json", "Authorization":
-                                          "Bearer lab-token"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/merge-patch+json", "Authorization": "Bearer lab-token"}
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310 - loopback http
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
         return json.loads(resp.read() or b"{}")
 
 

@@ -25,6 +25,7 @@ a node group update takes NODEGROUP_SECONDS.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -37,9 +38,10 @@ REBOOT_SECONDS = 2.0
 NODEGROUP_SECONDS = 3.0
 NODE_FAULT = "k8s.node_failure"
 CONTROL_PLANE_FAULT = "k8s.control_plane"
-READYZ_CHECKS = ("ping", "log", "etcd", "etcd-readiness", "informer-sync", "poststarthook/start-apiserver-admission-initializer",
-                 "poststarthook/generic-apiserver-start-informers", "poststarthook/start-apiextensions-controllers",
-                 "shutdown")
+READYZ_CHECKS = ("ping", "log", "etcd", "etcd-readiness", "informer-sync",
+                 "poststarthook/start-apiserver-admission-initializer",
+                 "poststarthook/generic-apiserver-start-informers",
+                 "poststarthook/start-apiextensions-controllers", "shutdown")
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[tuple[int, int], list[dict]]] = {}
@@ -190,7 +192,7 @@ def observing(lab_dir: Path | str, info: dict, environ: dict, body: bytes | None
             if status[:1] == "2":
                 _observe(lab_dir, info, method, path, body)
         except Exception:  # noqa: BLE001 - the lab's bookkeeping must never break an AWS answer
-            pass
+            logging.getLogger("aws").exception("cluster_faults: could not record %s %s", method, path)
         return start_response(status, headers, exc_info)
 
     return wrapped

@@ -275,7 +275,8 @@ def cluster_action_entry(action):
 
 def cluster_node_entry(node):
     """A node's recovery, as an incident timeline entry."""
-    what = "node {}{}".format(node.get("name", "?"), " ({})".format(node["instance_id"]) if node.get("instance_id") else "")
+    iid = node.get("instance_id")
+    what = "node {}{}".format(node.get("name", "?"), " ({})".format(iid) if iid else "")
     return {"what": what, "result": "Ready" if node.get("ready") else "NotReady",
             "detail": "{}: {} s".format(node.get("action", "?"), node.get("seconds", "?"))}
 

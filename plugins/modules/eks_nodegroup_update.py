@@ -14,8 +14,8 @@ description:
   - Calls C(UpdateNodegroupVersion), the plan's C(aws eks update-nodegroup-version --force), which replaces the node
     group's nodes; with O(force=true) nodes are replaced even when their pods cannot be drained (a pod disruption
     budget blocks it).
-  - Returns the update at once; wait for it with M(agbotkit.dr.eks_cluster_info) and O(agbotkit.dr.eks_cluster_info#module:update_id),
-    polling, so that progress is visible.
+  - Returns the update at once; wait for it with M(agbotkit.dr.eks_cluster_info) and
+    O(agbotkit.dr.eks_cluster_info#module:update_id), polling, so that progress is visible.
   - Always changes (a forced update replaces nodes even at the same version); run it only when a diagnosis asks.
 author:
   - ag-botkit DevOps Team (@ag-botkit)

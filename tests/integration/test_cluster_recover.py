@@ -183,3 +183,65 @@ def test_crash_loop_on_a_healthy_node_is_an_application_problem(app, run_playboo
         k8s(f"/apis/apps/v1/namespaces/{NS}/deployments/minibot", "PATCH", patch,
             "application/strategic-merge-patch+json")
         wait_healthy(k8s, 90)
+
+
+# ---------------------------------------------------------------------------------------------------- rebuild
+CR = "ag-botkit-cr-eks"   # a cluster Terraform manages (workspace crtest), so a rebuild can destroy and apply it
+
+
+@pytest.fixture(scope="module")
+def tf_cluster(run_playbook, lab, k8s):
+    """Cluster ag-botkit-cr-eks from infra/terraform (workspace crtest) with the bot deployed; destroyed after."""
+    proc = run_playbook("tests/integration/playbooks/cluster_recover_tf.yml")
+    assert proc.returncode == 0, _out(proc)
+    endpoint = f"http://127.0.0.1:{lab['ports']['k8s']}/clusters/{CR}"
+    proc = run_playbook("tests/integration/playbooks/cluster_recover_app.yml", extra_vars={
+        "cr_cluster": CR, "cr_endpoint": endpoint, "cr_namespace": "ag-botkit", "app_deploy_region": "us-west-2",
+        "app_deploy_rollout_timeout": 120})
+    assert proc.returncode == 0, _out(proc)
+    yield {
+        "dr_incident_enabled": False, "eks_recover_cluster_name": CR, "eks_recover_region": "us-west-2",
+        "eks_recover_kubeconfig": f"{lab['lab_dir']}/cluster_recover/kubeconfig-{CR}", "eks_recover_context": "",
+        "eks_recover_namespace": "ag-botkit", "eks_recover_poll_interval": 1, "eks_recover_verify_timeout": 120,
+        "eks_recover_terraform_workspace": "crtest",
+        "eks_recover_terraform_state_dir": f"{lab['lab_dir']}/terraform_cr",
+        "eks_recover_terraform_variables": {"name_prefix": "ag-botkit-cr", "eks_cluster_policy_arns": [],
+                                            "eks_node_policy_arns": []},
+        "eks_recover_cluster_endpoint": endpoint}
+    run_playbook("tests/integration/playbooks/cluster_recover_tf.yml", extra_vars={"cr_tf_state": "absent"})
+    k8s(f"/clusters/{CR}/api/v1/namespaces/ag-botkit", "DELETE")
+
+
+def _cr_cluster(lab) -> dict:
+    eks = boto3.client("eks", region_name="us-west-2", endpoint_url=lab["env"]["AWS_URL"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return eks.describe_cluster(name=CR)["cluster"]
+
+
+def test_rebuild_never_starts_without_confirmation_or_when_the_backup_failed(tf_cluster, run_playbook, fault, lab):
+    fault("k8s.control_plane", {"clusters": [CR]})
+    before, t0 = _cr_cluster(lab), time.time()
+    proc = run_playbook("playbooks/cluster_recover.yml", extra_vars=tf_cluster)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode != 0 and f"re-run with -e eks_recover_confirm_rebuild={CR}" in out, _out(proc)
+    assert "'level: rebuild (control_plane)'" in out and "[-]etcd" not in out   # reasons name the failing check
+    assert "failing: etcd" in out
+    fault("aws.error", {"service": "s3", "action": "PutObject"})
+    proc = run_playbook("playbooks/cluster_recover.yml", extra_vars={**tf_cluster, "eks_recover_confirm_rebuild": CR})
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode != 0 and "did not verify" in out and "was NOT destroyed" in out, _out(proc)
+    assert [e for e in since(lab, t0) if e.get("cluster") == CR] == []   # no delete, no create
+    assert _cr_cluster(lab)["createdAt"] == before["createdAt"]
+
+
+def test_rebuild_recovers_a_failed_control_plane(tf_cluster, run_playbook, fault, lab, k8s):
+    fault("k8s.control_plane", {"clusters": [CR]})
+    assert k8s(f"/clusters/{CR}/readyz")[0] == 500
+    before, t0 = _cr_cluster(lab), time.time()
+    proc = run_playbook("playbooks/cluster_recover.yml", extra_vars={**tf_cluster, "eks_recover_confirm_rebuild": CR})
+    assert proc.returncode == 0, _out(proc)
+    kinds = [e["kind"] for e in since(lab, t0)]
+    assert kinds == ["cluster_deleted", "cluster_created"]              # the rebuild, nothing else
+    assert _cr_cluster(lab)["createdAt"] != before["createdAt"]
+    assert k8s(f"/clusters/{CR}/readyz")[0] == 200
+    assert k8s(f"/clusters/{CR}/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health")[0] == 200

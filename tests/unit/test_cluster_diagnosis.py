@@ -44,7 +44,8 @@ def test_not_ready_node_is_reboot_with_its_instance():
     d = diag([node("a"), node("b", ready="Unknown", iid="i-0b")], [pod("p", "b", ready=False, waiting="NodeNotReady")])
     assert (d["level"], d["kind"]) == ("reboot", "node")
     assert d["not_ready_nodes"] == [{"name": "b", "instance_id": "i-0b", "availability_zone": "us-east-1a",
-                                     "provider_id": "aws:///us-east-1a/i-0b", "reason": d["not_ready_nodes"][0]["reason"]}]
+                                     "provider_id": "aws:///us-east-1a/i-0b",
+                                     "reason": d["not_ready_nodes"][0]["reason"]}]
     assert d["failing_pods"][0]["node_ready"] is False
 
 
