@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kmock
 import cluster_faults
+import kmock
 from _common import fault
 from k8s_util import (
     apply_patch,

@@ -28,8 +28,8 @@ import yaml
 from aiohttp import WSMsgType, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, fault, secrets, setup_logging  # noqa: E402
 import cluster_faults  # noqa: E402
+from _common import base_parser, fault, secrets, setup_logging  # noqa: E402
 from k8s_cluster import ApiError, Cluster, Discovery, ResInfo  # noqa: E402
 from k8s_kubelet import Kubelet  # noqa: E402
 from k8s_util import apply_patch, dig, selector_from_match_labels, to_table  # noqa: E402
