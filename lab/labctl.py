@@ -392,6 +392,8 @@ def cmd_up(_args) -> int:
         say("services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in waits.items()))
         run_step("aws seed", [str(VENV_PY), str(ROOT / "lab" / "seed_aws.py"), "--endpoint",
                               env_vars["AWS_URL"], "--lab-dir", str(LAB_DIR)], env)
+        run_step("k8s nodes -> EC2", [str(VENV_PY), str(ROOT / "lab" / "seed_k8s_nodes.py"), "--k8s-url",
+                                      f"http://127.0.0.1:{port('k8s')}", "--lab-dir", str(LAB_DIR)], env)
     except LabError:
         say("start-up failed: stopping what this run started (make lab-down)")
         cmd_down(None, quiet=True)
@@ -508,6 +510,8 @@ KNOWN_FAULTS = {
     "k8s.node_notready": "nodes report NotReady, their pod processes stop ({nodes: [...]}, default all)",
     "k8s.rollout_stuck": "named deployments never become available ({deployments: [...]})",
     "k8s.api_error": "every Kubernetes API call answers 500",
+    "k8s.node_failure": "nodes NotReady until rebooted or node group updated ({nodes, recovers_on})",
+    "k8s.control_plane": "/readyz fails until the cluster is rebuilt in EKS ({clusters, checks, livez})",
     "minibot.down": "the bot's API refuses every request",
     "minibot.error": "kill-switch endpoints answer 500",
     "minibot.slow": "responses delayed ({seconds: N}, default 10)",

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cluster_faults  # noqa: E402
+
 LOG = logging.getLogger("lab.aws")
 
 FAULT_NAMES = ("aws.down", "aws.throttle", "aws.error")
@@ -411,6 +414,7 @@ class LabAWSApp:
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.faults = FaultStore(lab_dir / "faults")
+        self.lab_dir = lab_dir
         self.resolver = OperationResolver()
         self.eks = EksExtras(k8s_url)
         self.started = time.time()
@@ -515,6 +519,9 @@ class LabAWSApp:
                                                     "We encountered an internal error (lab fault aws.error)",
                                                     status=status, method=method)
             return self._send(start_response, status, headers, data)
+
+        # cluster failures (plan section 3): reboots, node group updates, cluster delete/create reach the k8s emulator
+        start_response = cluster_faults.observing(self.lab_dir, info, environ, body, start_response)
 
         if info["service"] == "rds" and info["action"] in RDS_RESTORE_ACTIONS and info["region"] and body:
             return self._rds_restore(environ, body, info, start_response)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cluster_faults
 import kmock
 from _common import fault
 from k8s_util import (
@@ -544,6 +545,7 @@ class Cluster:
         info = self.info("", "nodes")
         for key, obj in self._items(info):
             ready = not (opts is not None and (not names or key[2] in names))
+            ready = ready and cluster_faults.node_down(self.lab_dir, self.name, obj) is None  # plan section 3 faults
             cur = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                        {})
             if (cur.get("status") == "True") != ready or not cur:
@@ -577,6 +579,7 @@ class Cluster:
                                        "containerRuntimeVersion": "containerd://1.7.11", "operatingSystem": "linux",
                                        "architecture": "amd64", "osImage": "Amazon Linux 2",
                                        "kernelVersion": "5.10.213-201.855.amzn2.x86_64"})
+        status["nodeInfo"].update(cluster_faults.node_identity(self.lab_dir, obj))  # the Python client requires them
         spec = obj.setdefault("spec", {})
         taints = [t for t in spec.get("taints") or [] if t.get("key") != "node.kubernetes.io/unreachable"]
         if not ready:

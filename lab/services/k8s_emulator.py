@@ -28,6 +28,7 @@ import yaml
 from aiohttp import WSMsgType, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cluster_faults  # noqa: E402
 from _common import base_parser, fault, secrets, setup_logging  # noqa: E402
 from k8s_cluster import ApiError, Cluster, Discovery, ResInfo  # noqa: E402
 from k8s_kubelet import Kubelet  # noqa: E402
@@ -117,12 +118,19 @@ class Emulator:
     def cluster(self, name: str) -> Cluster:
         if name not in self.clusters:
             c = Cluster(name, self.disc, self.lab_dir)
+            c.born = time.time()
             c.kubelet = self.kubelet
             self.clusters[name] = c
             self._seed(c)
             c.reconcile(force=True)
             log.info("cluster %s ready (%d objects)", name, sum(1 for _ in c.objects.keys()))
         return self.clusters[name]
+
+    def forget(self, name: str) -> None:
+        """Drop a cluster's store and stop its pods' processes (the next request makes it anew from its seed)."""
+        self.clusters.pop(name, None)
+        self.kubelet.retain(name, set())
+        log.info("cluster %s deleted in EKS: store dropped", name)
 
     def _seed(self, c: Cluster) -> None:
         docs: list[dict] = []
@@ -200,12 +208,15 @@ class Emulator:
         if len(parts) >= 2 and parts[0] == "clusters":
             cname, parts = parts[1], parts[2:]
         if parts and parts[0] in HEALTH_PATHS and len(parts) == 1:
-            return web.Response(text="ok")
+            code, text = cluster_faults.health(self.lab_dir, cname, parts[0], "verbose" in request.query)
+            return web.Response(text=text, status=code)
         err = fault(self.lab_dir, "k8s.api_error")
         if err is not None and (not err.get("clusters") or cname in err["clusters"]):
             code = int(err.get("status", 500))
             raise ApiError(code, "InternalError" if code >= 500 else "BadRequest",
                            err.get("message", "the lab injected an API error (fault k8s.api_error)"))
+        if cname in self.clusters and cluster_faults.deleted_since(self.lab_dir, cname, self.clusters[cname].born):
+            self.forget(cname)  # EKS deleted the cluster: a rebuilt one starts empty
         cluster = self.cluster(cname)
         cluster.sync_nodes()
         if not parts:
