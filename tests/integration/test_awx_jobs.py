@@ -46,6 +46,8 @@ RUNS = {
     "DR | Backup verify": dict(answers={}, check=True, phases=set()),
     "DR | Database restore": dict(answers={"db_restore_confirm": "ag_botkit"}, check=True, phases={"preflight"}),
     "DR | Region failover": dict(answers={}, check=True, phases={"preflight"}),
+    # diagnosis only: check mode plans the recovery level and changes nothing (test_cluster_recover.py acts)
+    "DR | Cluster recover": dict(answers={}, check=True, phases=set()),
     "DR | Approve": dict(answers={}, phases=set()),  # answers and approvers come from the fixture below
 }
 
