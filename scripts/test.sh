@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# make test: every gate, in three lanes that run side by side, each stage timed.
+# make test: every gate, in four lanes that run side by side, each stage timed.
 #
 #   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
-#           galaxy-importer on the built artifact, unit tests        (no lab)
-#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): molecule scenarios, then the pytest files in LANE_A
-#   lab-b   lab B (LAB_DIR=.lab-b, every port + LAB_B_PORT_OFFSET): molecule scenarios in
-#           LANE_B_MOLECULE, then every other integration test file
+#           galaxy-importer on the built artifact, the EE build context, unit tests   (no lab)
+#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path (LANE_A*)
+#   lab-b   lab B (LAB_DIR=.lab-b, every port + 1000): everything not listed for A or C
+#   lab-c   lab C (LAB_DIR=.lab-c, every port + 2000): plan §3, §4 and AWX (LANE_C*)
 #
-# Integration tests share one lab per lane (faults are per lab), so two labs let the
-# suites that mostly wait on services overlap. A new test file goes to lab-b unless listed in
-# LANE_A: nothing is ever left out. Logs: artifacts/lanes/<lane>.log (printed at the end).
-# TEST_LANES="static lab-a" runs only those lanes.
+# Integration tests share one lab per lane (faults are per lab), so separate labs let the
+# suites that mostly wait on services overlap. A new test file or molecule scenario goes to
+# lab-b unless listed for A or C: nothing is ever left out. Logs: artifacts/lanes/<lane>.log
+# (printed at the end). TEST_LANES="static lab-a" runs only those lanes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,10 +20,13 @@ T0=$SECONDS
 mkdir -p artifacts/lanes
 rm -f artifacts/lanes/* artifacts/junit-*.xml
 
-# Integration test files and molecule scenarios run on lab A; everything else runs on lab B.
-LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_trust.py"
-LANE_A_MOLECULE="db_restore"
-LANES=${TEST_LANES:-static lab-a lab-b}
+# Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
+LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_trust.py
+        test_db_restore_physical.py test_backup_terraform.py"
+LANE_A_MOLECULE="db_restore pitr"
+LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_awx_jobs.py"
+LANE_C_MOLECULE="cluster_recover security_breach"
+LANES=${TEST_LANES:-static lab-a lab-b lab-c}
 
 stamp() { printf '[test %s +%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T0)) "$*"; }
 
@@ -38,9 +41,14 @@ step() {
   return $rc
 }
 
-lab_b_env() {
-  export LAB_DIR=$ROOT/.lab-b
-  local off=${LAB_B_PORT_OFFSET:-1000} var def
+# lab_env NAME: point the lab's tools (labctl, tests, molecule) at lab NAME's folder and ports
+lab_env() {
+  local off var def
+  case $1 in
+    lab-a) return 0 ;;
+    lab-b) export LAB_DIR=$ROOT/.lab-b; off=1000 ;;
+    lab-c) export LAB_DIR=$ROOT/.lab-c; off=2000 ;;
+  esac
   for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
               LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
     var=${pair%%:*}; def=${pair#*:}
@@ -60,9 +68,13 @@ lane_static() {
   return $status
 }
 
+# in_lane LIST NAME: is NAME in the whitespace-separated LIST
+in_lane() { [[ " $(echo $1) " == *" $2 "* ]]; }
+
 # lane_lab NAME "molecule scenarios" "pytest files"
 lane_lab() {
   local name=$1 scenarios=$2 files=$3 status=0
+  if [[ -n ${TEST_PLAN:-} ]]; then echo "$name ($LAB_DIR, PG port $LAB_PG_PORT): molecule [$scenarios] pytest [$files]"; return 0; fi
   step "$name: lab up" "$V/python" lab/labctl.py up || { echo "lab failed to start: see ${LAB_DIR:-.lab}/logs/"; return 1; }
   if [[ -n $scenarios ]]; then
     step "$name: molecule $scenarios" bash scripts/molecule.sh $scenarios || status=1
@@ -79,36 +91,46 @@ lane() {
   local name=$1
   STAGES=$ROOT/artifacts/lanes/$name.stages
   : > "$STAGES"
-  case $name in
-    static) lane_static ;;
-    lab-a)
-      lane_lab lab-a "$LANE_A_MOLECULE" "$(for f in $LANE_A; do [[ -f tests/integration/$f ]] && echo "tests/integration/$f"; done)" ;;
-    lab-b)
-      lab_b_env
-      local files="" mol="" f s
-      for f in tests/integration/test_*.py; do
-        [[ " $LANE_A " == *" $(basename "$f") "* ]] || files+="$f "
-      done
-      for s in molecule/*/molecule.yml; do
-        s=$(basename "$(dirname "$s")")
-        [[ " $LANE_A_MOLECULE " == *" $s "* ]] || mol+="$s "
-      done
-      lane_lab lab-b "$mol" "$files" ;;
-  esac
+  [[ $name == static ]] && { lane_static; return; }
+  lab_env "$name"
+  local files="" mol="" f s base
+  for f in tests/integration/test_*.py; do
+    base=$(basename "$f")
+    case $name in
+      lab-a) in_lane "$LANE_A" "$base" && files+="$f " ;;
+      lab-c) in_lane "$LANE_C" "$base" && files+="$f " ;;
+      lab-b) in_lane "$LANE_A $LANE_C" "$base" || files+="$f " ;;
+    esac
+  done
+  for s in molecule/*/molecule.yml; do
+    base=$(basename "$(dirname "$s")")
+    case $name in
+      lab-a) in_lane "$LANE_A_MOLECULE" "$base" && mol+="$base " ;;
+      lab-c) in_lane "$LANE_C_MOLECULE" "$base" && mol+="$base " ;;
+      lab-b) in_lane "$LANE_A_MOLECULE $LANE_C_MOLECULE" "$base" || mol+="$base " ;;
+    esac
+  done
+  lane_lab "$name" "$mol" "$files"
 }
+
+# TEST_PLAN=1: print what each lane would run, and run nothing
+if [[ -n ${TEST_PLAN:-} ]]; then
+  for name in $LANES; do [[ $name == static ]] || ( LAB_DIR=$ROOT/.lab; LAB_PG_PORT=${LAB_PG_PORT:-55432}; lane "$name" ); done
+  exit 0
+fi
 
 # labs that this run starts are stopped at the end; a lab that was already up is left alone
 declare -A was_up=()
 cleanup() {
-  for name in lab-a lab-b; do
+  for name in lab-a lab-b lab-c; do
     [[ ${was_up[$name]:-1} == 0 ]] || continue
-    ( [[ $name == lab-b ]] && lab_b_env; "$V/python" lab/labctl.py down >/dev/null 2>&1 )
+    ( lab_env "$name"; "$V/python" lab/labctl.py down >/dev/null 2>&1 )
   done
 }
 trap cleanup EXIT
-for name in lab-a lab-b; do
+for name in lab-a lab-b lab-c; do
   [[ " $LANES " == *" $name "* ]] || continue
-  if ( [[ $name == lab-b ]] && lab_b_env; "$V/python" lab/labctl.py status >/dev/null 2>&1 ); then
+  if ( lab_env "$name"; "$V/python" lab/labctl.py status >/dev/null 2>&1 ); then
     was_up[$name]=1
   else
     was_up[$name]=0
