@@ -1,32 +1,162 @@
 #!/usr/bin/env bash
-# make test: lint, unit, integration against the lab, molecule scenarios.
-# The lab is brought up for the run and taken down after it (unless it was already up).
+# make test: every gate, in three lanes that run side by side, each stage timed.
+#
+#   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
+#           galaxy-importer on the built artifact, unit tests        (no lab)
+#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): molecule scenarios, then the pytest files in LANE_A
+#   lab-b   lab B (LAB_DIR=.lab-b, every port + LAB_B_PORT_OFFSET): molecule scenarios in
+#           LANE_B_MOLECULE, then every other integration test file
+#
+# Integration tests share one lab per lane (faults are per lab), so two labs let the
+# suites that mostly wait on services overlap. A new test file goes to lab-b unless listed in
+# LANE_A: nothing is ever left out. Logs: artifacts/lanes/<lane>.log (printed at the end).
+# TEST_LANES="static lab-a" runs only those lanes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-V=.venv/bin
-export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
+ROOT=$PWD
+V=$ROOT/.venv/bin
+export ANSIBLE_CONFIG=$ROOT/ansible.cfg PATH=$ROOT/.venv/bin:$PATH
+T0=$SECONDS
+mkdir -p artifacts/lanes
+rm -f artifacts/lanes/* artifacts/junit-*.xml
+
+# Integration test files and molecule scenarios run on lab A; everything else runs on lab B.
+LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_truth.py"
+LANE_A_MOLECULE="db_restore"
+LANES=${TEST_LANES:-static lab-a lab-b}
+
+stamp() { printf '[test %s +%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T0)) "$*"; }
+
+# step NAME CMD...: run, time, and record one stage of a lane (in the lane's log)
+step() {
+  local name=$1; shift
+  local t=$SECONDS rc=0
+  printf '\n=== %s ===\n' "$name"
+  "$@" || rc=$?
+  printf '=== %s: %s in %d s ===\n' "$name" "$([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)")" $((SECONDS - t))
+  printf '%-34s %-8s %5d s\n' "$name" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" $((SECONDS - t)) >> "$STAGES"
+  return $rc
+}
+
+lab_b_env() {
+  export LAB_DIR=$ROOT/.lab-b
+  local off=${LAB_B_PORT_OFFSET:-1000} var def
+  for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
+              LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
+    var=${pair%%:*}; def=${pair#*:}
+    export "$var=$(( ${!var:-$def} + off ))"
+  done
+}
+
+lane_static() {
+  local status=0
+  step yamllint "$V/yamllint" -s . || status=1
+  step ruff "$V/ruff" check . || status=1
+  step ansible-lint "$V/ansible-lint" --offline -q || status=1
+  step "role READMEs" "$V/python" scripts/role_readme.py --check || status=1
+  step "sanity + galaxy-importer" bash scripts/sanity.sh || status=1
+  step "unit tests" "$V/pytest" tests/unit -q -p no:cacheprovider -rfE --junitxml=artifacts/junit-unit.xml || status=1
+  return $status
+}
+
+# lane_lab NAME "molecule scenarios" "pytest files"
+lane_lab() {
+  local name=$1 scenarios=$2 files=$3 status=0
+  step "$name: lab up" "$V/python" lab/labctl.py up || { echo "lab failed to start: see ${LAB_DIR:-.lab}/logs/"; return 1; }
+  if [[ -n $scenarios ]]; then
+    step "$name: molecule $scenarios" bash scripts/molecule.sh $scenarios || status=1
+  fi
+  if [[ -n $files ]]; then
+    # shellcheck disable=SC2086
+    step "$name: pytest" "$V/pytest" $files -p no:cacheprovider -rfE --durations=15 \
+      --junitxml="artifacts/junit-$name.xml" || status=1
+  fi
+  return $status
+}
+
+lane() {
+  local name=$1
+  STAGES=$ROOT/artifacts/lanes/$name.stages
+  : > "$STAGES"
+  case $name in
+    static) lane_static ;;
+    lab-a)
+      lane_lab lab-a "$LANE_A_MOLECULE" "$(for f in $LANE_A; do [[ -f tests/integration/$f ]] && echo "tests/integration/$f"; done)" ;;
+    lab-b)
+      lab_b_env
+      local files="" mol="" f s
+      for f in tests/integration/test_*.py; do
+        [[ " $LANE_A " == *" $(basename "$f") "* ]] || files+="$f "
+      done
+      for s in molecule/*/molecule.yml; do
+        s=$(basename "$(dirname "$s")")
+        [[ " $LANE_A_MOLECULE " == *" $s "* ]] || mol+="$s "
+      done
+      lane_lab lab-b "$mol" "$files" ;;
+  esac
+}
+
+# labs that this run starts are stopped at the end; a lab that was already up is left alone
+declare -A was_up=()
+cleanup() {
+  for name in lab-a lab-b; do
+    [[ ${was_up[$name]:-1} == 0 ]] || continue
+    ( [[ $name == lab-b ]] && lab_b_env; "$V/python" lab/labctl.py down >/dev/null 2>&1 )
+  done
+}
+trap cleanup EXIT
+for name in lab-a lab-b; do
+  [[ " $LANES " == *" $name "* ]] || continue
+  if ( [[ $name == lab-b ]] && lab_b_env; "$V/python" lab/labctl.py status >/dev/null 2>&1 ); then
+    was_up[$name]=1
+  else
+    was_up[$name]=0
+  fi
+done
+
+stamp "lanes: $LANES (logs in artifacts/lanes/)"
+declare -A pid=()
+for name in $LANES; do
+  ( lane "$name" ) > "artifacts/lanes/$name.log" 2>&1 &
+  pid[$name]=$!
+done
+
 status=0
-step() { printf '\n=== %s ===\n' "$*"; }
+declare -A rc=() took=()
+for name in $LANES; do
+  wait "${pid[$name]}"; rc[$name]=$?
+  took[$name]=$((SECONDS - T0))
+  stamp "lane $name finished: $([[ ${rc[$name]} == 0 ]] && echo passed || echo "FAILED (exit ${rc[$name]})")"
+  [[ ${rc[$name]} == 0 ]] || status=1
+done
 
-step lint
-$V/yamllint -s . || status=1
-$V/ruff check . || status=1
-$V/ansible-lint --offline -q || status=1
+for name in $LANES; do
+  printf '\n################ lane %s ################\n' "$name"
+  cat "artifacts/lanes/$name.log"
+done
 
-was_up=0
-$V/python lab/labctl.py status >/dev/null 2>&1 && was_up=1
-step "lab up"
-if ! $V/python lab/labctl.py up; then
-  echo "lab failed to start: see .lab/logs/" >&2
-  exit 1
-fi
-trap '[[ $was_up == 1 ]] || $V/python lab/labctl.py down >/dev/null' EXIT
+printf '\n################ stages ################\n'
+for name in $LANES; do
+  printf -- '--- lane %s (%s)\n' "$name" "$([[ ${rc[$name]} == 0 ]] && echo passed || echo FAILED)"
+  cat "artifacts/lanes/$name.stages"
+done
+# one summary line over every pytest run (the last line of the output)
+"$V/python" - "$((SECONDS - T0))" "$status" artifacts/junit-*.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ET
 
-step "molecule"
-bash scripts/molecule.sh || status=1
-
-step "pytest (unit + integration)"
-mkdir -p artifacts
-$V/pytest tests/unit tests/integration -p no:cacheprovider -rfE --junitxml=artifacts/junit.xml || status=1
-
+wall, status, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+tot = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for f in files:
+    try:
+        root = ET.parse(f).getroot()
+    except (OSError, ET.ParseError):
+        continue
+    for suite in (root.iter("testsuite")):
+        for k in tot:
+            tot[k] += int(suite.get(k, 0))
+passed = tot["tests"] - tot["failures"] - tot["errors"] - tot["skipped"]
+print(f"make test: {'passed' if status == '0' else 'FAILED'} in {wall} s wall; pytest: {passed} passed, "
+      f"{tot['failures']} failed, {tot['errors']} errors, {tot['skipped']} skipped")
+PY
 exit $status

@@ -24,7 +24,13 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the target
     HAS_WEBSOCKETS = False
     WEBSOCKETS_IMPORT_ERROR = exc
-    InvalidStatus = WebSocketException = Exception  # type: ignore[misc,assignment]
+
+    class WebSocketException(Exception):  # type: ignore[no-redef]
+        """Stand-in so the except clauses below stay valid without websockets."""
+
+    class InvalidStatus(WebSocketException):  # type: ignore[no-redef]
+        """Stand-in so the except clauses below stay valid without websockets."""
+
     ws_connect = None
 
 

@@ -343,9 +343,8 @@ def render_markdown(timeline):
               "- " + _figure_line("RPO (incident time − newest restored data)", figs.get("rpo") or {})]
     notify = figs.get("notify") or {}
     if notify:
-        lines.append("- First notification %s, deadline %s: %s" % (notify.get("first_at") or "none",
-                                                                    notify.get("deadline") or "n/a",
-                                                                    notify.get("status")))
+        lines.append("- First notification %s, deadline %s: %s" % (
+            notify.get("first_at") or "none", notify.get("deadline") or "n/a", notify.get("status")))
     lines += ["", "## Phases", "", "| phase | duration | tasks | status |", "|---|---|---|---|"]
     for p in timeline.get("phases") or []:
         lines.append("| %s | %s | %d | %s |" % (_md_cell(p["name"]), fmt_duration(p["seconds"]), p["tasks"],
@@ -402,9 +401,10 @@ def render_html(timeline):
                      for p in timeline.get("phases") or [])
     verified = "".join("<li>%s</li>" % _esc(_verified_text(v)) for v in timeline.get("verified") or []) \
         or "<li>nothing reported</li>"
-    failures = "".join("<li>%s — %s on %s (%s): %s</li>" % (_esc(f["time"]), _esc(f["task"]), _esc(f["host"]),
-                                                           _esc(f.get("where")), _esc(f.get("msg") or f["status"]))
-                       for f in timeline.get("failures") or []) or "<li>nothing failed</li>"
+    failures = "".join(
+        "<li>%s — %s on %s (%s): %s</li>" % (_esc(f["time"]), _esc(f["task"]), _esc(f["host"]),
+                                             _esc(f.get("where")), _esc(f.get("msg") or f["status"]))
+        for f in timeline.get("failures") or []) or "<li>nothing failed</li>"
     events = "".join("<li>%s <b>%s</b>: %s</li>" % (_esc(e.get("time")), _esc(e.get("type")), _esc(e.get("summary")))
                      for e in timeline.get("events") or []) or "<li>none</li>"
     tasks = "".join("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
@@ -496,9 +496,9 @@ def render_postmortem(timeline, files=None):
             "## Short-term (within 1 week)", "",
             "### 1. Conduct post-mortem", "",
             "#### What happened?", ""]
-    out += ["- Failed: %s on %s (%s): %s" % (_md_cell(f["task"]), f["host"], _md_cell(f.get("where")),
-                                              _md_cell(f.get("msg") or f["status"])) for f in failures] \
-        or ["- No task failed during the run."]
+    out += ["- Failed: %s on %s (%s): %s" % (
+        _md_cell(f["task"]), f["host"], _md_cell(f.get("where")), _md_cell(f.get("msg") or f["status"]))
+        for f in failures] or ["- No task failed during the run."]
     out += ["", _TODO, "", "#### Why did it happen?", "", _TODO, "", "#### How was it resolved?", ""]
     out += ["- Phase %s: %s" % (p["name"], fmt_duration(p["seconds"])) for p in timeline.get("phases") or []]
     out += ["- Verified: %s" % _md_cell(_verified_text(v)) for v in timeline.get("verified") or []]

@@ -21,7 +21,7 @@ description:
     nothing is done. A partial earlier attempt (no manifest) is removed and redone.
   - C(pg_dump) runs through community.general's CmdRunner; the password reaches it through C(PGPASSWORD) only.
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.postgres
 options:
@@ -68,6 +68,7 @@ attributes:
     description: Connects, reports whether a dump would be taken and where; writes nothing.
   diff_mode:
     support: none
+    description: The module returns no diff.
 seealso:
   - module: agbotkit.dr.db_manifest
   - module: agbotkit.dr.db_load

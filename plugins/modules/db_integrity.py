@@ -27,7 +27,7 @@ description:
     come back per relation, structured, and the statements appear in RV(queries). Parallelism comes from
     O(parallel) connections, as pg_amcheck's C(--jobs) would."
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.postgres
 options:
@@ -90,6 +90,7 @@ attributes:
       extension is not created and the amcheck part is skipped with a warning.
   diff_mode:
     support: none
+    description: The module returns no diff.
 notes:
   - amcheck needs a superuser or a role granted C(EXECUTE) on its functions (on RDS, C(rds_superuser)).
 seealso:
@@ -134,7 +135,7 @@ report:
     public.orders: {"present": true, "rows": 999, "expected_rows": 1000, "checksum_ok": false, "amcheck": "ok"}
     public.fills: {"present": false, "rows": null, "expected_rows": 50, "checksum_ok": null, "amcheck": "missing"}
 mismatches:
-  description: Every difference and corruption found; RV(mismatches[].kind) is one of C(missing_table),
+  description: Every difference and corruption found; each one's C(kind) is one of C(missing_table),
     C(extra_table), C(rows), C(checksum), C(max_time), C(schema_hash), C(checksum_algorithm), C(extension_missing),
     C(extension_version), C(hypertable_missing), C(hypertable), C(corruption).
   returned: always

@@ -31,7 +31,7 @@ description:
     the lab as 4 to 6 seconds added to a 10-second restore).
   - C(pg_restore) runs through community.general's CmdRunner; the password reaches it through C(PGPASSWORD).
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.postgres
 options:
@@ -60,6 +60,7 @@ attributes:
     description: Verifies the artifacts' sha256 and reports whether the restore would run; creates nothing.
   diff_mode:
     support: none
+    description: The module returns no diff.
 seealso:
   - module: agbotkit.dr.db_dump
   - module: agbotkit.dr.db_integrity

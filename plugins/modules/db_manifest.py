@@ -27,7 +27,7 @@ description:
     the manifest records which one it used."
   - Optionally writes the manifest as JSON to O(dest). Never changes the database.
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.postgres
 options:

@@ -19,7 +19,7 @@ description:
   - Idempotent - when O(live_db) already carries the marker of O(backup_id) and O(quarantine_db) exists, nothing
     changes.
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.postgres
 options:
@@ -53,6 +53,7 @@ attributes:
     description: Checks the markers and reports the renames it would make; changes nothing.
   diff_mode:
     support: none
+    description: The module returns no diff.
 seealso:
   - module: agbotkit.dr.db_load
   - module: agbotkit.dr.db_integrity

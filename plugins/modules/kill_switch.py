@@ -20,7 +20,7 @@ description:
   - After a reset it can confirm that writes resume (O(confirm_resume)).
   - Transient failures (connection errors, timeouts, HTTP 5xx) are retried with backoff; a rejected token is not.
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.kill_switch
 options:
@@ -103,6 +103,7 @@ attributes:
       still confirmed (read-only).
   diff_mode:
     support: none
+    description: The module returns no diff.
 notes:
   - The token is sent only in the C(Authorization) header and never appears in results or messages.
 seealso:

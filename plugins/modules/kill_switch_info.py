@@ -14,7 +14,7 @@ description:
   - Reads C(GET /api/kill-switch) and, with O(health=true), C(GET /health) of the trading bot's API.
   - Never changes anything. Connection errors, timeouts and HTTP 5xx answers are retried with backoff.
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
   - agbotkit.dr.kill_switch
 options:
@@ -29,6 +29,7 @@ attributes:
     description: Runs the same reads in check mode.
   diff_mode:
     support: none
+    description: The module returns no diff.
 seealso:
   - module: agbotkit.dr.kill_switch
 """

@@ -25,7 +25,7 @@ description:
 requirements:
   - websockets >= 13 (the sync client) on the host that runs the module
 author:
-  - ag-botkit DevOps Team
+  - ag-botkit DevOps Team (@ag-botkit)
 options:
   url:
     description:
@@ -70,9 +70,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The probe is read-only; it runs in check mode too.
+    description: The probe is read-only; it runs in check mode too.
   diff_mode:
     support: none
+    description: The module returns no diff.
 seealso:
   - module: ansible.builtin.uri
     description: The HTTP health endpoints are checked with it.
