@@ -17,6 +17,7 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   every cluster's endpoint is the lab's Kubernetes emulator URL (--k8s-url).
 * RDS: an instance restored from a snapshot or to a point in time gets DeletionProtection false unless the
   request asks for it (moto copies it from the source; AWS does not).
+* CloudTrail stand-in (lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
 
 moto keeps its state in memory: a restarted server is empty, run lab/seed_aws.py again.
@@ -40,6 +41,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cloudtrail  # noqa: E402  (lab/services/cloudtrail.py, beside this file)
 
 LOG = logging.getLogger("lab.aws")
 
@@ -410,6 +414,7 @@ class LabAWSApp:
         self.faults = FaultStore(lab_dir / "faults")
         self.resolver = OperationResolver()
         self.eks = EksExtras(k8s_url)
+        self.trail = cloudtrail.Recorder(lab_dir)  # CloudTrail stand-in: records calls, answers LookupEvents
         self.started = time.time()
 
     @staticmethod
@@ -468,6 +473,9 @@ class LabAWSApp:
         body = self._read_body(environ) if (form_body or is_eks) else None
         info = self.resolver.resolve(environ, body)
         what = f"{info['service']}:{info['action']}@{info['region']}"
+        if self.trail.is_lookup(info):
+            return self._send(start_response, *self.trail.lookup(self._read_body(environ), info))
+        start_response = self.trail.record(info, environ, start_response)
 
         opts = self.faults.take("aws.down", info)
         if opts is not None:
