@@ -78,10 +78,10 @@ class Lab:
         import urllib.request
 
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.k8s_url + path, data=data, method=method,
+        req = urllib.request.Request(self.k8s_url + path, data=data, method=method,  # noqa: S310 - loopback
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback lab URL
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as e:
             if e.code in ok:
@@ -108,7 +108,8 @@ class Lab:
                                            "data": {"UNRELATED": b64(_pw())}})
         self.k8s("POST", f"{ns}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
                                               "metadata": {"name": "breach-config"},
-                                              "data": {"DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": self.env["PGPORT"],
+                                              "data": {"DATABASE_HOST": "127.0.0.1",
+                                                       "DATABASE_PORT": self.env["PGPORT"],
                                                        "DATABASE_NAME": "ag_botkit", "DATABASE_USER": ROLE,
                                                        "RTDS_URL": self.env["LAB_RTDS_URL"],
                                                        "KILL_SWITCH_INITIAL_STATE": "halted"}})
@@ -190,7 +191,8 @@ class Lab:
             inst = ec2.run_instances(ImageId=image, InstanceType="m5.large", MinCount=1, MaxCount=1,
                                      SubnetId=by_cidr[cidr], PrivateIpAddress=ip, SecurityGroupIds=[sg],
                                      TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                                         {"Key": "Name", "Value": name}, {"Key": "lab:scenario", "Value": "security_breach"}]}])
+                                         {"Key": "Name", "Value": name},
+                                         {"Key": "lab:scenario", "Value": "security_breach"}]}])
             ids.append(inst["Instances"][0]["InstanceId"])
         for g in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])["AutoScalingGroups"]:
             if g["Instances"]:
@@ -237,11 +239,11 @@ class Lab:
     def kill_switch_reset(self) -> None:
         import urllib.request
 
-        req = urllib.request.Request(self.env["LAB_MINIBOT_URL"] + "/api/kill-switch/reset", method="POST",
+        req = urllib.request.Request(self.env["LAB_MINIBOT_URL"] + "/api/kill-switch/reset", method="POST",  # noqa: S310
                                      data=b'{"reason": "breach lab teardown"}',
                                      headers={"Authorization": f"Bearer {self.secrets['kill_switch_token']}",
                                               "Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=10).read()
+        urllib.request.urlopen(req, timeout=10).read()  # noqa: S310 - loopback lab URL
 
     # ------------------------------------------------------------------------------------------ commands
     def setup(self) -> dict[str, Any]:

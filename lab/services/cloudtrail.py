@@ -4,8 +4,8 @@ moto 5.2 implements trails (CreateTrail, ...) but not LookupEvents, which is wha
 (DR plan §4 "Review CloudTrail logs"). lab/services/aws_server.py hands every signed request to
 `Recorder.record()` and a LookupEvents request to `Recorder.lookup()`. What it keeps, per call: time, event
 name (the API operation), event source (`<signing name>.amazonaws.com`), region, access key id, the principal
-(the IAM user owning the access key in moto, else the access key id itself, e.g. `testing` for the lab's
-default credentials), source IP, user agent, the HTTP status answered and an error code for 4xx/5xx.
+(the IAM user owning the access key in moto, else `root` as CloudTrail names the account's root identity: moto
+treats any other key, e.g. the lab's default `testing`, as the account's own credentials), source IP, user agent, the HTTP status answered and an error code for 4xx/5xx.
 Kept in memory (the newest MAX_EVENTS, as moto keeps its state in memory) and appended to
 `<lab-dir>/cloudtrail.jsonl` for people to read. Not kept: request parameters and resources (real CloudTrail
 has them), data events are recorded like management events (real CloudTrail records S3 object calls only in
@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,9 @@ def principal_of(access_key: str | None) -> tuple[str, str, str]:
             for key in getattr(user, "access_keys", []):
                 if key.access_key_id == access_key:
                     return user.name, "IAMUser", account
-        return access_key, "Root", account
-    except Exception:  # noqa: BLE001 - moto internals: fall back to the key itself
-        return access_key, "Root", DEFAULT_ACCOUNT
+        return "root", "Root", account
+    except Exception:  # noqa: BLE001 - moto internals: fall back to the account's root
+        return "root", "Root", DEFAULT_ACCOUNT
 
 
 def _epoch(value: Any) -> float | None:
@@ -90,7 +90,7 @@ class Recorder:
 
         def _wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
             try:
-                self.add(info, environ, int(status.split()[0]))
+                self.add(info, environ, int(status.split(maxsplit=1)[0]))
             except Exception:  # noqa: BLE001 - recording must never break a request
                 LOG.exception("could not record %s", info)
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
@@ -126,7 +126,7 @@ class Recorder:
     # ------------------------------------------------------------------------------------------ LookupEvents
     @staticmethod
     def _cloudtrail_event(e: dict[str, Any]) -> dict[str, Any]:
-        iso = datetime.fromtimestamp(e["time"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        iso = datetime.fromtimestamp(e["time"], tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         identity: dict[str, Any] = {"type": e["identity_type"], "accountId": e["account"],
                                     "accessKeyId": e["access_key"]}
         if e["identity_type"] == "IAMUser":

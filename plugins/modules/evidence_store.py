@@ -182,7 +182,8 @@ class Store:
             self.fail(e, f"Failed to read object lock of evidence bucket {b}; nothing was changed")
         if not enabled:
             self.module.fail_json(msg=f"Evidence bucket {b} does not have object lock enabled: evidence could be "
-                                      "deleted or overwritten. Use a bucket created with object lock. Nothing was changed")
+                                      "deleted or overwritten. Use a bucket created with object lock. "
+                                      "Nothing was changed")
 
     def key(self, name):
         return f"{self.p['prefix'].strip('/')}/{name}"

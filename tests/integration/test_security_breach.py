@@ -29,7 +29,8 @@ PLAYBOOK = "playbooks/security_breach.yml"
 NS = "ag-botkit-breach"
 SECRET_ID = "ag-botkit/lab/breach-db"
 BUCKET = "ag-botkit-evidence-lab"
-INC1, INC2, INC_FAIL, INC_CHECK = "INC-LAB-BREACH-1", "INC-LAB-BREACH-2", "INC-LAB-BREACH-NOEVIDENCE", "INC-LAB-BREACH-CHECK"
+INC1, INC2 = "INC-LAB-BREACH-1", "INC-LAB-BREACH-2"
+INC_FAIL, INC_CHECK = "INC-LAB-BREACH-NOEVIDENCE", "INC-LAB-BREACH-CHECK"
 
 _spec = importlib.util.spec_from_file_location("_rotation", ROOT / "plugins/module_utils/_rotation.py")
 rotation = importlib.util.module_from_spec(_spec)
@@ -333,7 +334,7 @@ def test_aws_activity_review_flags_principals_outside_the_allow_list(breach, lab
     assert review["flagged"] == ["lab-intruder"]
     intruder = next(p for p in review["principals"] if p["principal"] == "lab-intruder")
     assert intruder["actions"].get("secretsmanager:GetSecretValue") == 1
-    assert next(p for p in review["principals"] if p["principal"] == "testing")["allowed"]
+    assert next(p for p in review["principals"] if p["principal"] == "root")["allowed"]
 
 
 def test_kill_switch_stays_halted_without_explicit_request(breach):
@@ -348,7 +349,7 @@ def test_rerun_after_a_crash_between_alter_role_and_the_secret_update_ends_with_
     assert breach["crash_state"] == {"current_logs_in": False, "pending_logs_in": True}
     res = breach["runs"]["resume"]
     _ok(res)
-    assert "phase promote" in res.stdout
+    assert "phase promote, steps done: promote" in res.stdout
     h, crashed = breach["lab"], breach["crashed"]
     assert h.sm_value("AWSCURRENT") == crashed  # the pending value was adopted, not a third one made
     assert h.sm_value("AWSPREVIOUS") == breach["new"]
@@ -379,7 +380,7 @@ def test_no_secret_value_in_any_output_log_or_report(breach, lab):
     for key in breach["lab"].evidence_keys(INC1):
         texts[f"s3 {key}"] = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode(errors="replace")
     assert len(texts) > 10
-    leaks = [(where, "value of %d chars" % len(v)) for where, text in texts.items() for v in values if v in text]
+    leaks = [(where, f"value of {len(v)} chars") for where, text in texts.items() for v in values if v in text]
     assert leaks == []
 
 

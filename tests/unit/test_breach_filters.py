@@ -19,7 +19,8 @@ def ev(user, name, source="s3.amazonaws.com", ro=True, key="AKIA", t=1.0, err=""
 
 
 def test_activity_review_flags_principals_outside_the_allow_list():
-    events = [ev("dr-automation", "ListBuckets", key="AK1", t=1), ev("dr-automation", "PutObject", ro=False, key="AK1", t=5),
+    events = [ev("dr-automation", "ListBuckets", key="AK1", t=1),
+              ev("dr-automation", "PutObject", ro=False, key="AK1", t=5),
               ev("intruder", "GetSecretValue", "secretsmanager.amazonaws.com", key="AK9", t=3),
               ev("intruder", "CreateAccessKey", "iam.amazonaws.com", ro=False, key="AK9", t=4, err="AccessDenied"),
               ev("", "ListBuckets", key="testing", t=2)]

@@ -33,6 +33,7 @@ def test_newest_first_in_the_region_and_window(rec, tmp_path):
     detail = json.loads(got[1]["CloudTrailEvent"])
     assert detail["errorCode"] == "HTTP403" and detail["readOnly"] is False
     assert got[2]["ReadOnly"] == "true" and got[2]["EventSource"] == "secretsmanager.amazonaws.com"
+    assert got[0]["Username"] == "root" and got[0]["AccessKeyId"] == "testing"  # no IAM user owns the key
     assert len((tmp_path / "cloudtrail.jsonl").read_text().splitlines()) == 5
 
 
