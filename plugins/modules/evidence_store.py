@@ -18,9 +18,9 @@ description:
   - Fails before writing anything when the bucket does not exist, has versioning off or object lock not enabled,
     and fails when anything written does not read back identical or without its legal hold. A playbook that
     changes things only after this module succeeded never changes anything without preserved evidence.
-  - When O(prefix)/manifest.json already exists (a re-run of the same incident), nothing is uploaded: the existing
+  - "When O(prefix)/manifest.json already exists (a re-run of the same incident), nothing is uploaded: the existing
     manifest and every object it lists are read back and checked against their sha256 instead. Evidence is the
-    state before the first change, so a re-run never overwrites it with a later state.
+    state before the first change, so a re-run never overwrites it with a later state."
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:
@@ -91,7 +91,7 @@ manifest:
   type: dict
   contains:
     objects:
-      description: One entry per evidence object - key, version_id, size, sha256, legal_hold.
+      description: One entry per evidence object (key, version_id, size, sha256, legal_hold).
       type: list
       elements: dict
 manifest_key:

@@ -19,9 +19,9 @@ description:
   - Which of these steps a run still has to do is decided from the state, never from a marker - which versions
     exist and which value logs in (module_utils/_rotation.py, unit-tested). The new version's id is derived from
     O(incident_id), so a second run for the same incident changes nothing.
-  - With O(state=verified), checks the result: the C(AWSCURRENT) value logs in, the C(AWSPREVIOUS) value is
+  - "With O(state=verified), checks the result: the C(AWSCURRENT) value logs in, the C(AWSPREVIOUS) value is
     refused, they differ, and every value in O(expected_values) (for example read from Kubernetes Secrets) is the
-    current one. Fails with the list of checks that failed.
+    current one. Fails with the list of checks that failed."
   - The secret values never appear in the result except RV(value), which the calling task must hide with
     C(no_log=true).
 author:
@@ -89,13 +89,13 @@ options:
     type: int
     default: 5
   expected_values:
-    description: O(state=verified) only. Values found where the secret is used; each must be the current value.
+    description: With O(state=verified) only. Values found where the secret is used; each must be the current value.
     type: list
     elements: str
     default: []
   scan_values:
     description:
-      - O(state=verified) only. Every value found where an old value could hide (for example every key of every
+      - With O(state=verified) only. Every value found where an old value could hide (for example every key of every
         Kubernetes Secret of the namespace); none may be the previous value.
     type: list
     elements: str
@@ -170,7 +170,7 @@ queries:
   type: list
   elements: str
 checks:
-  description: O(state=verified) - each check with its outcome (no values).
+  description: With O(state=verified), each check with its outcome (no values).
   returned: state=verified
   type: list
   elements: dict
