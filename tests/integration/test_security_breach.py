@@ -161,7 +161,8 @@ def breach(lab, lab_env, run_playbook):
 
     # 2. evidence cannot be written
     fault = Path(lab["lab_dir"]) / "faults" / "aws.error"
-    fault.write_text(json.dumps({"service": "s3", "action": "PutObject"}))
+    # the lab's resolver names a PutObject CopyObject (same PUT /{Bucket}/{Key+} route): fault both names
+    fault.write_text(json.dumps({"service": "s3", "action": ["PutObject", "CopyObject"]}))
     try:
         out["runs"]["no_evidence"] = run(run_playbook, INC_FAIL)
     finally:
