@@ -387,3 +387,13 @@ def test_no_secret_value_in_any_output_log_or_report(breach, lab):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_rotation_refuses_without_preserved_evidence(breach, run_playbook):
+    h = breach["lab"]
+    before = (h.sm_versions(), h.role_hash(), h.secret_values())
+    res = run_playbook("tests/integration/playbooks/breach_rotate_only.yml",
+                       extra_vars={"incident_id": "INC-LAB-BREACH-NOGATE"})
+    assert res.returncode != 0
+    assert "No preserved evidence for incident INC-LAB-BREACH-NOGATE" in res.stdout
+    assert (h.sm_versions(), h.role_hash(), h.secret_values()) == before
