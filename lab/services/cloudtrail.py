@@ -4,7 +4,8 @@ moto 5.2 implements trails (CreateTrail, ...) but not LookupEvents, which is wha
 (DR plan §4 "Review CloudTrail logs"). lab/services/aws_server.py hands every signed request to
 `Recorder.record()` and a LookupEvents request to `Recorder.lookup()`. The operation's name is the one the
 server's resolver gives (it names an S3 PutObject CopyObject: both are PUT /{Bucket}/{Key+}).
-What it keeps, per call: time, event name (the API operation), event source (`<signing name>.amazonaws.com`), region, access key id, the principal
+What it keeps, per call: time, event name (the API operation), event source (`<signing name>.amazonaws.com`),
+region, access key id, the principal
 (the IAM user owning the access key in moto, else `root` as CloudTrail names the account's root identity: moto
 treats any other key, e.g. the lab's default `testing`, as the account's own credentials), source IP, user
 agent, the HTTP status answered and an error code for 4xx/5xx.
