@@ -29,8 +29,10 @@ PLAYBOOK = "playbooks/security_breach.yml"
 NS = "ag-botkit-breach"
 SECRET_ID = "ag-botkit/lab/breach-db"
 BUCKET = "ag-botkit-evidence-lab"
-INC1, INC2 = "INC-LAB-BREACH-1", "INC-LAB-BREACH-2"
-INC_FAIL, INC_CHECK = "INC-LAB-BREACH-NOEVIDENCE", "INC-LAB-BREACH-CHECK"
+# unique per session: evidence under an incident id is kept (object lock) for as long as the lab runs
+RUN = datetime.datetime.now(datetime.UTC).strftime("%H%M%S")
+INC1, INC2 = f"INC-LAB-BREACH-{RUN}-1", f"INC-LAB-BREACH-{RUN}-2"
+INC_FAIL, INC_CHECK = f"INC-LAB-BREACH-{RUN}-NOEVIDENCE", f"INC-LAB-BREACH-{RUN}-CHECK"
 
 _spec = importlib.util.spec_from_file_location("_rotation", ROOT / "plugins/module_utils/_rotation.py")
 rotation = importlib.util.module_from_spec(_spec)
@@ -393,7 +395,7 @@ def test_rotation_refuses_without_preserved_evidence(breach, run_playbook):
     h = breach["lab"]
     before = (h.sm_versions(), h.role_hash(), h.secret_values())
     res = run_playbook("tests/integration/playbooks/breach_rotate_only.yml",
-                       extra_vars={"incident_id": "INC-LAB-BREACH-NOGATE"})
+                       extra_vars={"incident_id": f"INC-LAB-BREACH-{RUN}-NOGATE"})
     assert res.returncode != 0
-    assert "No preserved evidence for incident INC-LAB-BREACH-NOGATE" in res.stdout
+    assert f"No preserved evidence for incident INC-LAB-BREACH-{RUN}-NOGATE" in res.stdout
     assert (h.sm_versions(), h.role_hash(), h.secret_values()) == before
