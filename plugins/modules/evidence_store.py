@@ -153,7 +153,8 @@ class Store:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.s3 = module.client("s3", retry_decorator=AWSRetry.jittered_backoff())
+        # a few quick retries: the evidence step must fail (before any change) in seconds, not hang for minutes
+        self.s3 = module.client("s3", retry_decorator=AWSRetry.jittered_backoff(retries=4, delay=1, max_delay=8))
         self.bucket = self.p["bucket"]
 
     def fail(self, e, msg):
