@@ -322,7 +322,6 @@ def test_restarted_pods_serve_with_the_new_value_and_others_were_not_restarted(b
     assert after["bot"][0] != before["bot"][0] and after["bot"][1] != before["bot"][1]
     assert after["feed"] == before["feed"]
     # the new bot process logs in with the value it read from the Secret
-    h = breach["lab"]
     health = breach["bot_health"]
     assert health["db"] == "ok" and health["database"]["user"] == "agbot_breach"
 
