@@ -179,6 +179,10 @@ class Lab:
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         ids = []
         for name, (ip, idx) in NODE_IPS.items():
+            if name in have and have[name]["SecurityGroups"]:
+                # an instance launched by an older set-up with instance-level groups: launch it anew
+                ec2.terminate_instances(InstanceIds=[have[name]["InstanceId"]])
+                del have[name]
             if name in have:
                 inst = have[name]
                 ec2.modify_network_interface_attribute(
@@ -188,8 +192,11 @@ class Lab:
                 ids.append(inst["InstanceId"])
                 continue
             cidr = f"10.0.{idx + 1}.0/24"
+            # groups on the primary network interface, as EKS launch templates do (moto would otherwise add the
+            # instance's launch groups to every listing of the interface's groups)
             inst = ec2.run_instances(ImageId=image, InstanceType="m5.large", MinCount=1, MaxCount=1,
-                                     SubnetId=by_cidr[cidr], PrivateIpAddress=ip, SecurityGroupIds=[sg],
+                                     NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": by_cidr[cidr],
+                                                         "PrivateIpAddress": ip, "Groups": [sg]}],
                                      TagSpecifications=[{"ResourceType": "instance", "Tags": [
                                          {"Key": "Name", "Value": name},
                                          {"Key": "lab:scenario", "Value": "security_breach"}]}])

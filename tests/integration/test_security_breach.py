@@ -286,9 +286,7 @@ def test_isolation(breach):
     quarantine = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["ag-botkit-quarantine"]}])[
         "SecurityGroups"]
     assert len(quarantine) == 1 and quarantine[0]["IpPermissions"][0]["IpRanges"][0]["CidrIp"] == "10.0.200.0/24"
-    # moto lists an attached ENI's groups as its own plus the instance's launch groups (AWS: the ENI's only), so
-    # the lab shows the quarantine group beside the original one; on AWS the ENI holds the quarantine group alone
-    in_quarantine = {i for i, groups in state["sgs"] if quarantine[0]["GroupId"] in groups}
+    in_quarantine = {i for i, groups in state["sgs"] if groups == (quarantine[0]["GroupId"],)}
     # the affected nodes are those running the namespace's pods; their instances, and only they, are isolated
     nodes = {p["spec"]["nodeName"] for p in h.k8s(f"/api/v1/namespaces/{NS}/pods")["items"]}
     by_name = {i["PrivateDnsName"]: i["InstanceId"] for r in ec2.describe_instances(Filters=[
