@@ -179,10 +179,6 @@ class Lab:
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         ids = []
         for name, (ip, idx) in NODE_IPS.items():
-            if name in have and have[name]["SecurityGroups"]:
-                # an instance launched by an older set-up with instance-level groups: launch it anew
-                ec2.terminate_instances(InstanceIds=[have[name]["InstanceId"]])
-                del have[name]
             if name in have:
                 inst = have[name]
                 ec2.modify_network_interface_attribute(
