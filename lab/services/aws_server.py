@@ -19,6 +19,7 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   request asks for it (moto copies it from the source; AWS does not).
 * RDS stand-in (lab/services/rds_standin.py): snapshots are physical copies of the lab's PostgreSQL, a restore starts
   a real PostgreSQL 15 cluster and the record's endpoint points at it (off with --no-rds-standin).
+* CloudTrail stand-in (lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
 
 moto keeps its state in memory: a restarted server is empty, run lab/seed_aws.py again.
@@ -45,6 +46,7 @@ from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cluster_faults  # noqa: E402
+import cloudtrail  # noqa: E402  (lab/services/cloudtrail.py, beside this file)
 
 LOG = logging.getLogger("lab.aws")
 
@@ -417,6 +419,7 @@ class LabAWSApp:
         self.lab_dir = lab_dir
         self.resolver = OperationResolver()
         self.eks = EksExtras(k8s_url)
+        self.trail = cloudtrail.Recorder(lab_dir)  # CloudTrail stand-in: records calls, answers LookupEvents
         self.started = time.time()
         self._rds_lock = threading.Lock()
         self.rds = None
@@ -483,6 +486,9 @@ class LabAWSApp:
         body = self._read_body(environ) if (form_body or is_eks) else None
         info = self.resolver.resolve(environ, body)
         what = f"{info['service']}:{info['action']}@{info['region']}"
+        if self.trail.is_lookup(info):
+            return self._send(start_response, *self.trail.lookup(self._read_body(environ), info))
+        start_response = self.trail.record(info, environ, start_response)
 
         opts = self.faults.take("aws.down", info)
         if opts is not None:

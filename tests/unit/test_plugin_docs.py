@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (ROOT / "plugins/modules").glob("*.py") if not p.stem.startswith("_"))
-FILTERS = ["backup_ids", "seconds_between", "k8s_backup", "awx_job_templates"]
+FILTERS = ["backup_ids", "seconds_between", "k8s_backup", "awx_job_templates", "activity_review"]
 
 
 def doc(*args: str) -> subprocess.CompletedProcess:
