@@ -45,8 +45,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cluster_faults  # noqa: E402
 import cloudtrail  # noqa: E402  (lab/services/cloudtrail.py, beside this file)
+import cluster_faults  # noqa: E402
 
 LOG = logging.getLogger("lab.aws")
 

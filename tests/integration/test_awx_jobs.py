@@ -48,6 +48,8 @@ RUNS = {
     "DR | Region failover": dict(answers={}, check=True, phases={"preflight"}),
     # diagnosis only: check mode plans the recovery level and changes nothing (test_cluster_recover.py acts)
     "DR | Cluster recover": dict(answers={}, check=True, phases=set()),
+    # check mode: declares nothing, changes nothing (test_security_breach.py runs it for real on its own lab objects)
+    "DR | Security breach": dict(answers={}, check=True, phases=set()),
     "DR | Approve": dict(answers={}, phases=set()),  # answers and approvers come from the fixture below
 }
 
