@@ -36,7 +36,8 @@ RUNS = {
     "DR | Kill switch": dict(answers={}, phases=set()),
     "DR | Readiness": dict(answers={"readiness_checks": ["kill_switch"]}, phases=set()),
     # a real backup is tested in test_db_restore_physical.py; here its check-mode launch
-    "DR | pgBackRest backup": dict(answers={}, check=True, phases=set()),
+    # on a lab without a pgBackRest stanza the job must stop with the reason (test_db_restore_physical.py backs up)
+    "DR | pgBackRest backup": dict(answers={}, check=True, phases=set(), refuses="Failed to read pgbackrest info"),
     # the Kubernetes part only (what the EDA rulebook runs); the database dump is tested in test_db_restore.py
     "DR | Backup": dict(
         answers={"db_backup_database": "false", "db_backup_terraform_state": "false"},
@@ -49,7 +50,8 @@ RUNS = {
     # diagnosis only: check mode plans the recovery level and changes nothing (test_cluster_recover.py acts)
     "DR | Cluster recover": dict(answers={}, check=True, phases=set()),
     # check mode: declares nothing, changes nothing (test_security_breach.py runs it for real on its own lab objects)
-    "DR | Security breach": dict(answers={}, check=True, phases=set()),
+    # without its evidence bucket the job must stop before any change (test_security_breach.py runs it for real)
+    "DR | Security breach": dict(answers={}, check=True, phases=set(), refuses="Evidence bucket"),
     "DR | Approve": dict(answers={}, phases=set()),  # answers and approvers come from the fixture below
 }
 
@@ -158,6 +160,11 @@ def test_template_runs_as_awx_runs_it(name, templates, jobs):
     template, how = templates[name], RUNS[name]
     r, sent, took = jobs[name]
     stdout = r.stdout.read()
+    if how.get("refuses"):
+        # a precondition the lab lacks: the job fails, saying why, as AWX would show it
+        assert r.status == "failed" and how["refuses"] in " ".join(stdout.split()), f"{name}:\n{stdout[-4000:]}"
+        print(f"{name}: refused as expected ({how['refuses']}), {took:.1f} s")
+        return
     assert r.status == "successful" and r.rc == 0, f"{name} ({took:.0f} s) with {sent}:\n{stdout[-4000:]}"
 
     events = list(r.events)
