@@ -64,6 +64,14 @@ if [[ ! -x $gi/bin/python || ! -f $gi/.v$IMPORTER_VERSION ]]; then
   "$gi/bin/pip" install -q --disable-pip-version-check "galaxy-importer==$IMPORTER_VERSION" 2>&1 | { grep -v "is ignored" || true; }
   touch "$gi/.v$IMPORTER_VERSION"
 fi
+# Galaxy's importer has the `ansible` package installed, so ansible-doc resolves the dependencies' doc fragments
+# (amazon.aws.common.modules, ...) from site-packages: the same here, with the collections `make setup` unpacked.
+sp=$("$gi/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p "$sp/ansible_collections"
+for ns in "$ROOT"/.collections/ansible_collections/*; do
+  [[ $(basename "$ns") == agbotkit ]] && continue
+  ln -sfn "$ns" "$sp/ansible_collections/$(basename "$ns")"
+done
 t0=$SECONDS
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = False\n' > "$work/importer.cfg"
 if (cd "$work" && GALAXY_IMPORTER_CONFIG=$work/importer.cfg PATH=$gi/bin:$PATH \

@@ -140,8 +140,8 @@ class KillSwitchClient:
                 if outcome == "timeout":
                     last = KillSwitchTimeoutError(
                         "no answer from %s %s within %ss after %d attempt(s): the bot may be hung or overloaded; "
-                        "check it, raise timeout/retries, or %s" % (method, url, self.timeout, attempt,
-                                                                      STOP_AT_SOURCE))
+                        "check it, raise timeout/retries, or %s" % (
+                            method, url, self.timeout, attempt, STOP_AT_SOURCE))
                 else:
                     reason = self._scrub(str(getattr(exc, "reason", exc)))
                     last = KillSwitchUnreachableError(

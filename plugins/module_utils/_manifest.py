@@ -193,7 +193,7 @@ def normalize_table_name(name: str) -> str:
 
 
 def split_table_name(name: str) -> tuple[str, str]:
-    schema, _, table = normalize_table_name(name).partition(".")
+    schema, _dot, table = normalize_table_name(name).partition(".")
     return schema, table
 
 
@@ -566,7 +566,7 @@ class ManifestCollector:
             sessions = [leader]
             if n_workers > 1:
                 exported = snapshot or leader.one("SELECT pg_catalog.pg_export_snapshot() AS id")["id"]
-                for _ in range(n_workers - 1):
+                for _worker in range(n_workers - 1):
                     s = self.connector.session()
                     workers.append(s)
                     s.execute(BEGIN_SQL)

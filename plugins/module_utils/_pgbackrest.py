@@ -208,19 +208,20 @@ def archive_rpo(archiver: dict, now, objective_seconds: float) -> dict:
     if ok_dt is None:
         out["message"] = "no WAL segment has been archived yet: check archive_command and `pgbackrest check`"
         return out
-    out["seconds"] = round(max(0.0, (now_dt - ok_dt).total_seconds()), 1)
+    seconds = round(max(0.0, (now_dt - ok_dt).total_seconds()), 1)
+    out["seconds"] = seconds
     if out["failing"]:
         out["message"] = ("archive_command is failing (last failure %s, last success %s): %.0f s of WAL and growing "
                           "are not in the repository; read the server log for the archive_command error, fix the "
                           "repository, then run `pgbackrest check`"
-                          % (out["last_failed_time"], out["last_archived_time"], out["seconds"]))
+                          % (out["last_failed_time"], out["last_archived_time"], seconds))
         return out
-    if out["seconds"] > objective_seconds:
+    if seconds > objective_seconds:
         out["message"] = ("the last WAL segment was archived %.0f s ago, over the RPO objective of %.0f s: is the "
-                          "server writing, and is archive_timeout set?" % (out["seconds"], objective_seconds))
+                          "server writing, and is archive_timeout set?" % (seconds, objective_seconds))
         return out
     out["ok"] = True
-    out["message"] = "last WAL archived %.0f s ago (objective %.0f s)" % (out["seconds"], objective_seconds)
+    out["message"] = "last WAL archived %.0f s ago (objective %.0f s)" % (seconds, objective_seconds)
     return out
 
 

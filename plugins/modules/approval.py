@@ -93,18 +93,15 @@ options:
   access_key:
     description: AWS access key; the usual AWS chain when not set.
     type: str
-    no_log: true
   secret_key:
     description: AWS secret key.
     type: str
-    no_log: true
   awx_host:
     description: Controller URL (O(backend=awx)); E(CONTROLLER_HOST) when not set.
     type: str
   awx_token:
     description: Controller OAuth token (O(backend=awx)); E(CONTROLLER_OAUTH_TOKEN) when not set.
     type: str
-    no_log: true
   awx_validate_certs:
     description: Verify the controller's TLS certificate.
     type: bool
@@ -118,7 +115,7 @@ options:
 attributes:
   check_mode:
     support: full
-    details: A check reads and verifies in check mode as well; V(request) and V(grant) write nothing in check mode.
+    description: A check reads and verifies in check mode as well; V(request) and V(grant) write nothing in check mode.
   diff_mode:
     support: none
     description: The module returns no diff.

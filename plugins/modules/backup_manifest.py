@@ -168,10 +168,9 @@ class Signer:
     @property
     def client(self):
         if self._client is None:
-            kwargs = {k: self.p[o] for o, k in (("region", "region_name"), ("endpoint_url", "endpoint_url"),
-                                                  ("access_key", "aws_access_key_id"),
-                                                  ("secret_key", "aws_secret_access_key"),
-                                                  ("session_token", "aws_session_token")) if self.p[o]}
+            names = (("region", "region_name"), ("endpoint_url", "endpoint_url"), ("access_key", "aws_access_key_id"),
+                     ("secret_key", "aws_secret_access_key"), ("session_token", "aws_session_token"))
+            kwargs = {k: self.p[o] for o, k in names if self.p[o]}
             self._client = boto3.client("kms", **kwargs)
         return self._client
 

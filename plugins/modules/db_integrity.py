@@ -417,7 +417,7 @@ class Checker:
             return entry
 
         n = max(1, min(self.p["parallel"], len(targets)))
-        sessions = [session] + [self.connector.session() for _ in range(n - 1)]
+        sessions = [session] + [self.connector.session() for _extra in range(n - 1)]
         try:
             entries = run_pool(sessions, targets, check_one)
         finally:
@@ -552,8 +552,8 @@ class Checker:
             if (obs and exp and exp.get("checksum") is not None and obs.get("checksum") is not None
                     and comparable(expected, observed)):
                 checksum_ok = str(exp["checksum"]) == str(obs["checksum"])
-            amcheck_status = "missing" if obs is None else per_table_amcheck.get(name, "skipped" if amcheck is None
-                                                                                   else "ok")
+            amcheck_status = "missing" if obs is None else per_table_amcheck.get(
+                name, "skipped" if amcheck is None else "ok")
             out[name] = {"present": obs is not None, "rows": obs["rows"] if obs else None,
                          "expected_rows": exp["rows"] if exp else None, "checksum_ok": checksum_ok,
                          "max_time": obs.get("max_time") if obs else None, "amcheck": amcheck_status}

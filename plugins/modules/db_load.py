@@ -179,7 +179,7 @@ def analyze(connector, session, jobs: int) -> None:
     names = [row["name"] for row in session.query(ANALYZE_TARGETS_SQL)]
     extra = []
     try:
-        for _ in range(max(0, min(jobs, len(names)) - 1)):
+        for _extra in range(max(0, min(jobs, len(names)) - 1)):
             extra.append(connector.session())
         run_pool([session, *extra], names, lambda s, name: s.execute("ANALYZE %s" % name))
     finally:

@@ -77,6 +77,18 @@ options:
         type: str
         default: prefer
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      ssl_rootcert:
+        description: CA bundle that signs the server's certificate (for V(verify-ca) and V(verify-full));
+          E(PGSSLROOTCERT) if not set.
+        type: path
+      statement_timeout:
+        description: Seconds any one statement may run; V(0) for no limit.
+        type: int
+        default: 21600
+      lock_timeout:
+        description: Seconds any statement waits for a lock before it fails; V(0) for no limit.
+        type: int
+        default: 60
   confirm_tables:
     description:
       - Tables the bot writes to (V(schema.table), or a bare name in V(public)), counted when O(confirm_db) is given.
@@ -250,7 +262,7 @@ class RowCounter:
 def run(module: AnsibleModule, result: dict) -> dict:
     p = module.params
     client = KillSwitchClient(p["url"], p["token"], timeout=p["timeout"], retries=p["retries"],
-                                  validate_certs=p["validate_certs"])
+                              validate_certs=p["validate_certs"])
     recorder = QueryRecorder()
     counter = None
     result.update(changed=False, queries=recorder.queries)

@@ -96,7 +96,7 @@ info:
            "backups": [{"label": "20261201-153000F", "type": "full", "start": "2026-12-01T15:30:00Z",
                         "stop": "2026-12-01T15:30:06Z", "size": 385000000}]}
 verify:
-  description: With O(command=verify), its output read (RV(verify.ok) is the verdict, not the exit code).
+  description: With O(command=verify), its output read (its C(ok) is the verdict, not the exit code).
   returned: when O(command=verify)
   type: dict
   sample: {"ok": false, "statuses": ["invalid"], "error_counts": {"checksum invalid": 1}, "problems": []}

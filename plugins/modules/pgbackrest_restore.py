@@ -396,8 +396,9 @@ def main():
                 raise PgBackRestError(
                     "pgbackrest verify found the repository damaged (exit %s, status %s; %s): refusing to restore "
                     "from it. The live cluster is untouched. Take a new full backup, or restore the newest S3 dump "
-                    "(db_restore_path=logical)." % (rc, ", ".join(res["statuses"]) or "missing",
-                                                     "; ".join(res["problems"]) or "see pgbackrest verify output"))
+                    "(db_restore_path=logical)." % (
+                        rc, ", ".join(res["statuses"]) or "missing",
+                        "; ".join(res["problems"]) or "see pgbackrest verify output"))
 
         # a half-done restore (killed mid-replay, an old target) is ours to remove: never the live directory
         if os.path.exists(p["restore_dir"]):

@@ -327,7 +327,7 @@ class Rotator:
                 out.update(version_id=pending_id or token, previous_version_id=current_id)
             return out
         if "pending" in todo:
-            pending = "".join(secrets.choice(ALPHABET) for _ in range(p["length"]))
+            pending = "".join(secrets.choice(ALPHABET) for _char in range(p["length"]))
             self.put_pending(token, render_value(current_string, p["json_key"], pending))
             pending_id = token
         if "alter" in todo and has_source:
