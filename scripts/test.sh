@@ -5,7 +5,7 @@
 #           galaxy-importer on the built artifact, the EE build context, unit tests   (no lab)
 #   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path (LANE_A*)
 #   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C
-#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6500): plan §3, §4 and AWX (LANE_C*)
+#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4 and AWX (LANE_C*)
 #
 # Integration tests share one lab per lane (faults are per lab), so separate labs let the
 # suites that mostly wait on services overlap. A new test file or molecule scenario goes to
@@ -47,7 +47,7 @@ lab_env() {
   case $1 in
     lab-a) return 0 ;;
     lab-b) export LAB_DIR=$ROOT/.lab-b; off=6000 ;;  # B and C above the ephemeral range (32768-60999)
-    lab-c) export LAB_DIR=$ROOT/.lab-c; off=6500 ;;
+    lab-c) export LAB_DIR=$ROOT/.lab-c; off=6100 ;;
   esac
   for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
               LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
