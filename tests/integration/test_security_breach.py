@@ -334,7 +334,10 @@ def test_exchange_keys_step_records_who_confirmed_and_stops_without_it(breach, l
 
 def test_aws_activity_review_flags_principals_outside_the_allow_list(breach, lab):
     review = json.loads((report_dir(lab, INC1) / "aws_activity_review.json").read_text())
-    assert review["flagged"] == ["lab-intruder"]
+    # the intruder is flagged and nothing on the allow-list is; other principals of the shared lab (e.g. an
+    # approver another test created) are flagged too, rightly: they are not on the allow-list
+    assert "lab-intruder" in review["flagged"] and "root" not in review["flagged"]
+    assert all(p["principal"] not in review["flagged"] for p in review["principals"] if p.get("allowed"))
     intruder = next(p for p in review["principals"] if p["principal"] == "lab-intruder")
     assert intruder["actions"].get("secretsmanager:GetSecretValue", 0) >= 1  # one per set-up in the window
     assert next(p for p in review["principals"] if p["principal"] == "root")["allowed"]
