@@ -8,7 +8,7 @@ set -a; source "${LAB_DIR:-.lab}/env"; set +a
 status=0
 names=("$@")
 if ((${#names[@]} == 0)); then
-  for dir in molecule/*/; do [[ -f $dir/molecule.yml ]] && names+=("$(basename "$dir")"); done
+  for dir in extensions/molecule/*/; do name=$(basename "$dir"); [[ -f $dir/molecule.yml ]] && names+=("$name"); done
 fi
 for name in "${names[@]}"; do
   t=$SECONDS

@@ -106,7 +106,7 @@ lane() {
       lab-b) in_lane "$LANE_A $LANE_C" "$base" || files+="$f " ;;
     esac
   done
-  for s in molecule/*/molecule.yml; do
+  for s in extensions/molecule/*/molecule.yml; do
     base=$(basename "$(dirname "$s")")
     if [[ -n ${MOLECULE_NOT_RUN[$base]:-} ]]; then
       [[ $name == lab-b ]] && echo "NOT RUN: molecule $base: ${MOLECULE_NOT_RUN[$base]}"
