@@ -15,10 +15,12 @@ import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 
 
-class ApprovalError(Exception):
+class ApprovalError(AgbotDrError):
     """A refused approval; the message says what to do next."""
 
 

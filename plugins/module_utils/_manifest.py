@@ -71,6 +71,7 @@ import hashlib
 import json
 import re
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import quote_ident
 from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool
 
 SCHEMA_VERSION = 1
@@ -181,10 +182,6 @@ BEGIN_SQL = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 
 # --- pure helpers ---------------------------------------------------------------------------
-
-def quote_ident(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
-
 
 def normalize_table_name(name: str) -> str:
     """'orders' -> 'public.orders'; 'schema.table' kept (names are unquoted, as in the catalog)."""
@@ -339,7 +336,7 @@ def parse_manifest(text: str, source: str = "manifest") -> dict:
     return validate_manifest(data, source)
 
 
-def _mismatch(kind: str, message: str, table: str | None = None, expected=None, observed=None) -> dict:
+def mismatch(kind: str, message: str, table: str | None = None, expected=None, observed=None) -> dict:
     return {"kind": kind, "table": table, "expected": expected, "observed": observed, "message": message}
 
 
@@ -365,33 +362,33 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
         exp = exp_tables[name]
         obs = obs_tables.get(name)
         if obs is None:
-            out.append(_mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
+            out.append(mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
                                  name, exp["rows"], None))
             continue
         if obs.get("rows") != exp["rows"]:
             diff = obs.get("rows", 0) - exp["rows"]
-            out.append(_mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
+            out.append(mismatch("rows", "%s: %s rows, manifest says %s (%s%d)" % (
                 name, obs.get("rows"), exp["rows"], "+" if diff > 0 else "", diff), name, exp["rows"], obs.get("rows")))
         if (checksums and comparable(expected, observed) and exp.get("checksum") is not None
                 and obs.get("checksum") is not None
                 and str(exp["checksum"]) != str(obs["checksum"])):
-            out.append(_mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
+            out.append(mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
                                  name, exp["checksum"], obs["checksum"]))
         if exp.get("time_column") and exp.get("max_time") != obs.get("max_time"):
-            out.append(_mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
+            out.append(mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
                 name, exp["time_column"], obs.get("max_time"), exp.get("max_time")), name,
                 exp.get("max_time"), obs.get("max_time")))
     for name in sorted(set(obs_tables) - set(exp_tables)):
-        out.append(_mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
+        out.append(mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
                              obs_tables[name].get("rows")))
     if checksums and expected.get("checksum_algorithm") and observed.get("checksum_algorithm") and \
             expected.get("checksum_algorithm") != observed.get("checksum_algorithm"):
-        out.append(_mismatch("checksum_algorithm", "checksum algorithm %s differs from the manifest's %s" % (
+        out.append(mismatch("checksum_algorithm", "checksum algorithm %s differs from the manifest's %s" % (
             observed.get("checksum_algorithm"), expected.get("checksum_algorithm")), None,
             expected.get("checksum_algorithm"), observed.get("checksum_algorithm")))
     elif (checksums and expected.get("checksum_algorithm") and expected.get("checksum_algorithm") ==
           observed.get("checksum_algorithm") and expected.get("checksum_canary") != observed.get("checksum_canary")):
-        out.append(_mismatch("checksum_algorithm", "this server hashes a fixed test row differently from the server "
+        out.append(mismatch("checksum_algorithm", "this server hashes a fixed test row differently from the server "
                              "that made the manifest (%s != %s: another CPU byte order or PostgreSQL version), so row "
                              "checksums cannot be compared; counts, max(time), schema and amcheck were still checked. "
                              "Verify with checksums: false, or take backups with checksum_algorithm: md5 where they "
@@ -399,21 +396,21 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
                                  observed.get("checksum_canary"), expected.get("checksum_canary")),
                              None, expected.get("checksum_canary"), observed.get("checksum_canary")))
     if expected.get("schema_hash") and expected.get("schema_hash") != observed.get("schema_hash"):
-        out.append(_mismatch("schema_hash", "schema (tables, columns, types, constraints, indexes) differs from the "
+        out.append(mismatch("schema_hash", "schema (tables, columns, types, constraints, indexes) differs from the "
                              "manifest: %s != %s" % (observed.get("schema_hash"), expected.get("schema_hash")),
                              None, expected.get("schema_hash"), observed.get("schema_hash")))
     obs_ext = observed.get("extensions", {}) or {}
     for ext, version in sorted((expected.get("extensions") or {}).items()):
         if ext not in obs_ext:
-            out.append(_mismatch("extension_missing", "extension %s %s is not installed" % (ext, version),
+            out.append(mismatch("extension_missing", "extension %s %s is not installed" % (ext, version),
                                  None, version, None))
         elif obs_ext[ext] != version:
-            out.append(_mismatch("extension_version", "extension %s is version %s, manifest says %s" % (
+            out.append(mismatch("extension_version", "extension %s is version %s, manifest says %s" % (
                 ext, obs_ext[ext], version), None, version, obs_ext[ext]))
     obs_hyper = observed.get("hypertables") or {}
     for name in sorted(expected.get("hypertables") or {}):
         if name not in obs_hyper:
-            out.append(_mismatch("hypertable_missing", "%s: not a hypertable any more (manifest lists it)" % name,
+            out.append(mismatch("hypertable_missing", "%s: not a hypertable any more (manifest lists it)" % name,
                                  name, True, False))
     return out
 

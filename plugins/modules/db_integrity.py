@@ -223,12 +223,14 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._errors import (  # no
 )
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # noqa: E402
     CHECKSUM_ALGORITHM,
+    HYPERTABLES_SQL,
     KNOWN_CHECKSUM_ALGORITHMS,
     LIST_TABLES_SQL,
     ManifestCollector,
     comparable,
     compare,
     compare_superset,
+    mismatch,
     normalize_table_name,
     parse_manifest,
     rows_since,
@@ -270,10 +272,6 @@ LOCK_HOLDERS_SQL = (
 )
 LOCK_NOT_AVAILABLE = "55P03"
 
-HYPERTABLES_SQL = (
-    "SELECT format('%s.%s', hypertable_schema, hypertable_name) AS name, num_chunks "
-    "FROM timescaledb_information.hypertables ORDER BY 1"
-)
 CHUNKS_SQL = (
     "SELECT format('%s.%s', hypertable_schema, hypertable_name) AS hypertable, "
     "format('%s.%s', chunk_schema, chunk_name) AS chunk, format('%I.%I', chunk_schema, chunk_name) AS qname, "
@@ -320,10 +318,6 @@ def load_expected(p: dict) -> dict | None:
     return None
 
 
-def _mismatch(kind, message, table=None, expected=None, observed=None) -> dict:
-    return {"kind": kind, "table": table, "expected": expected, "observed": observed, "message": message}
-
-
 class Checker:
     def __init__(self, module: AnsibleModule):
         self.module = module
@@ -367,7 +361,7 @@ class Checker:
             mismatches = compare(exp, observed, checksums=checksums)
         for name in names if p["tables"] is not None else []:
             if name not in observed["tables"] and name not in exp["tables"]:
-                mismatches.append(_mismatch("missing_table", "%s: table does not exist" % name, name))
+                mismatches.append(mismatch("missing_table", "%s: table does not exist" % name, name))
         return observed, mismatches
 
     # (a) amcheck ---------------------------------------------------------------------------
@@ -446,13 +440,13 @@ class Checker:
                 h["chunks_unreadable"].append("%s: %s" % (c["chunk"], exc))
         for name, h in out.items():
             if h["chunks_missing"]:
-                mismatches.append(_mismatch("hypertable", "%s: chunk(s) missing: %s" % (
+                mismatches.append(mismatch("hypertable", "%s: chunk(s) missing: %s" % (
                     name, ", ".join(h["chunks_missing"])), name))
             if h["chunks_unreadable"]:
-                mismatches.append(_mismatch("hypertable", "%s: chunk(s) unreadable: %s" % (
+                mismatches.append(mismatch("hypertable", "%s: chunk(s) unreadable: %s" % (
                     name, "; ".join(h["chunks_unreadable"])), name))
             if h["num_chunks"] is not None and h["num_chunks"] != h["chunks_checked"]:
-                mismatches.append(_mismatch("hypertable", "%s: reports %s chunks but %s are listed" % (
+                mismatches.append(mismatch("hypertable", "%s: reports %s chunks but %s are listed" % (
                     name, h["num_chunks"], h["chunks_checked"]), name, h["num_chunks"], h["chunks_checked"]))
             h["ok"] = not (h["chunks_missing"] or h["chunks_unreadable"]) and (
                 h["num_chunks"] is None or h["num_chunks"] == h["chunks_checked"])
@@ -511,7 +505,7 @@ class Checker:
                     result["amcheck"] = amcheck
                     for rel, entry in amcheck.items():
                         if entry["status"] == "errors":
-                            mismatches.append(_mismatch("corruption", "%s (%s of %s): %s" % (
+                            mismatches.append(mismatch("corruption", "%s (%s of %s): %s" % (
                                 rel, entry["kind"], entry["table"], "; ".join(entry["errors"][:5])), entry["table"]))
             if tsdb is not None and p["hypertables"]:
                 started = time.monotonic()

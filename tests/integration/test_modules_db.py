@@ -73,7 +73,7 @@ def _as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def pg():
     """Connection settings of a superuser on a PostgreSQL 15 server: the lab's or a throwaway one."""
-    lab_json = ROOT / ".lab" / "lab.json"
+    lab_json = Path(os.environ.get("LAB_DIR", ROOT / ".lab")) / "lab.json"
     if lab_json.exists():
         env = json.loads(lab_json.read_text())["env"]
         yield {"host": env["PGHOST"], "port": int(env["PGPORT"]), "user": env["PGUSER"],
