@@ -4,48 +4,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: awx_job_templates
-short_description: Job templates with surveys generated from the roles' argument specs
-version_added: 0.1.0
-description:
-  - "C(controller_templates | agbotkit.dr.awx_job_templates(root, awx_playbook_inputs)) returns the templates ready
-    for C(awx.awx.job_template): each template's C(survey_fields) become a C(survey_spec) whose questions take their
-    type, choices, required flag, default and description from the argument specs of the role entry points the
-    template's playbook runs (C(roles/*/meta/argument_specs.yml) under O(root)) and from O(declared), the
-    playbook-level inputs. C(survey_enabled) is set when there is a question."
-  - "A survey field that its playbook does not accept, a list without choices or a default outside its choices
-    fails the run with the template's name."
-options:
-  _input:
-    description: The controller_templates list (infra.aap_configuration's shape plus C(survey_fields)).
-    type: list
-    elements: dict
-    required: true
-  root:
-    description: The collection's root folder (holding playbooks/ and roles/).
-    type: path
-    required: true
-  declared:
-    description: Playbook-level inputs, C(awx_playbook_inputs) from C(awx/controller_inputs.yml).
-    type: dict
-    default: {}
-"""
-
-EXAMPLES = r"""
-- name: Job templates with their surveys
-  ansible.builtin.set_fact:
-    awx_templates: >-
-      {{ controller_templates | agbotkit.dr.awx_job_templates(playbook_dir ~ '/..', awx_playbook_inputs) }}
-"""
-
-RETURN = r"""
-_value:
-  description: The templates, each with C(survey_spec) and C(survey_enabled) and without C(survey_fields).
-  type: list
-  elements: dict
-"""
-
 import os
 
 import yaml

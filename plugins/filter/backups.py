@@ -4,57 +4,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: backup_ids
-short_description: Backup ids found under a prefix of S3 keys, newest first
-version_added: 0.1.0
-description:
-  - From keys like C(database/20261125T120000Z/dump/toc.dat) returns the ids (the first folder below the prefix),
-    newest first by the UTC time the id starts with (C(YYYYMMDDTHHMMSSZ[-label])). Folders whose name is not such
-    an id are never returned (so a folder named C(pre-migration) never becomes "latest"). Only ids that hold a
-    C(manifest.json) count as complete backups unless O(complete_only=false).
-  - The same file provides C(agbotkit.dr.backup_retention) - given the keys, O(prefix), C(keep) and C(days), it
-    returns C({objects, kept, deleted, ignored}) - the keys of backups older than C(days) that are not among the
-    newest C(keep), each backup's C(manifest.json) first, so an interrupted deletion never leaves a backup that
-    looks complete. Backups without a manifest (incomplete uploads) older than C(days) are deleted too; folders
-    that are not backup ids are left alone (C(ignored)).
-  - C(agbotkit.dr.backup_before) - given the keys, O(prefix) and C(before) (an ISO 8601 time, naive = UTC;
-    empty = no limit) - returns the newest complete backup id whose time is at or before C(before), or an empty
-    string. The region failover verifies a restored database against that backup's manifest.
-  - C(agbotkit.dr.backup_id_problem) returns why a backup id is not valid, or an empty string.
-  - C(agbotkit.dr.restore_verdict(backup_id, live_db, comment)) takes the result of M(agbotkit.dr.db_integrity)
-    (O(agbotkit.dr.db_integrity#module:superset=true)) on the live database and returns C({in_sync, message,
-    differences, rows_since, compared}) - in sync only when the database carries the marker of a complete restore
-    of the backup and still holds everything its manifest holds.
-options:
-  _input:
-    description: S3 keys (the C(s3_keys) of amazon.aws.s3_object with C(mode=list)).
-    type: list
-    elements: str
-    required: true
-  prefix:
-    description: Prefix the backups live under, without the trailing slash.
-    type: str
-    required: true
-  complete_only:
-    description: Only ids with a manifest.
-    type: bool
-    default: true
-"""
-
-EXAMPLES = r"""
-- name: Latest complete backup
-  ansible.builtin.set_fact:
-    latest: "{{ (listing.s3_keys | agbotkit.dr.backup_ids(prefix='database')) | first }}"
-"""
-
-RETURN = r"""
-_value:
-  description: Backup ids, newest first.
-  type: list
-  elements: str
-"""
-
 import datetime
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._backup import (

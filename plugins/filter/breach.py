@@ -4,47 +4,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: activity_review
-short_description: Group AWS API events by principal and flag the principals outside an allow-list
-version_added: 0.2.0
-description:
-  - "C(events | agbotkit.dr.activity_review(allow)) takes the events of M(agbotkit.dr.aws_activity_info) and
-    returns C(total), C(principals) (one entry per principal, most calls first: C(principal), C(calls),
-    C(writes), C(errors), C(actions) as name to count, C(first), C(last), C(allowed)) and C(flagged) (the
-    principals not in C(allow), by name or access key id)."
-  - "The same file provides C(agbotkit.dr.secret_users) - C(workloads | agbotkit.dr.secret_users(secret_names))
-    returns the workloads (Deployment, StatefulSet, DaemonSet objects) whose pod template reads one of the named
-    Secrets (env C(secretKeyRef), C(envFrom) C(secretRef), Secret or projected volumes), as
-    C({kind, name, namespace, secrets}) - exactly the workloads a rotation must restart."
-  - "And C(agbotkit.dr.redact_secret) - a Secret object with each value of C(data) and C(stringData) replaced by
-    C(sha256:<hex>), so evidence shows which keys existed and lets an investigator compare values without
-    holding them."
-options:
-  _input:
-    description: The events.
-    type: list
-    elements: dict
-    required: true
-  allow:
-    description: Principals (user names or access key ids) expected to call AWS.
-    type: list
-    elements: str
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Review
-  ansible.builtin.set_fact:
-    review: "{{ activity.events | agbotkit.dr.activity_review(['ci-deploy', 'dr-automation']) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The review (C(total), C(principals), C(flagged)).
-  type: dict
-"""
-
 import base64
 import hashlib
 

@@ -4,40 +4,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: health_mismatches
-short_description: What a health endpoint's JSON answer says differently from what is expected
-version_added: 0.2.0
-description:
-  - Given the JSON body of a health endpoint and a dict of expectations (a dotted path into the body, e.g.
-    C(database.host), and the value expected there, compared as text), returns one message per difference; an
-    empty list when the answer is as expected. A path that does not exist is a difference.
-  - The region failover uses it to prove the DR bot uses the restored database and has the intended kill-switch
-    state.
-options:
-  _input:
-    description: The parsed JSON body (the C(json) of ansible.builtin.uri).
-    type: raw
-    required: true
-  expect:
-    description: Dotted path to expected value.
-    type: dict
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: The DR bot uses the restored database
-  ansible.builtin.assert:
-    that: "(health.json | agbotkit.dr.health_mismatches({'database.host': endpoint})) | length == 0"
-"""
-
-RETURN = r"""
-_value:
-  description: One message per difference.
-  type: list
-  elements: str
-"""
-
 _MISSING = object()
 
 

@@ -4,44 +4,6 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: archive_rpo
-short_description: The RPO a PostgreSQL server's WAL archiving gives right now, from pg_stat_archiver
-version_added: 0.3.0
-description:
-  - Given a row of C(pg_stat_archiver) with C(archive_mode) added, the time now and the RPO objective in seconds,
-    returns C({ok, seconds, failing, last_archived_time, last_failed_time, message}). The exposure is the time since
-    the last segment reached the archive; when the last failure is newer than the last success, archiving is
-    failing and the check fails whatever the age, saying what to do.
-  - The same file provides C(agbotkit.dr.backup_age) - given a list of backups with a C(stop) time (the C(backups) of
-    M(agbotkit.dr.pgbackrest)), the time now and the objective, returns C({ok, seconds, newest, message}).
-options:
-  _input:
-    description: The pg_stat_archiver row with archive_mode.
-    type: dict
-    required: true
-  now:
-    description: The time now (ISO 8601 or epoch seconds).
-    type: raw
-    required: true
-  objective:
-    description: The RPO objective in seconds.
-    type: float
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: WAL archiving within the objective
-  ansible.builtin.set_fact:
-    rpo: "{{ archiver_row | agbotkit.dr.archive_rpo(now(utc=true).timestamp(), 3600) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The verdict, the seconds of WAL at risk and a message that says what to do.
-  type: dict
-"""
-
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
     archive_rpo, iso, parse_time)
 

@@ -363,7 +363,7 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
         obs = obs_tables.get(name)
         if obs is None:
             out.append(mismatch("missing_table", "%s: table is missing (manifest has %s rows)" % (name, exp["rows"]),
-                                 name, exp["rows"], None))
+                                name, exp["rows"], None))
             continue
         if obs.get("rows") != exp["rows"]:
             diff = obs.get("rows", 0) - exp["rows"]
@@ -373,14 +373,14 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
                 and obs.get("checksum") is not None
                 and str(exp["checksum"]) != str(obs["checksum"])):
             out.append(mismatch("checksum", "%s: row checksum differs from the manifest (rows changed)" % name,
-                                 name, exp["checksum"], obs["checksum"]))
+                                name, exp["checksum"], obs["checksum"]))
         if exp.get("time_column") and exp.get("max_time") != obs.get("max_time"):
             out.append(mismatch("max_time", "%s: max(%s) is %s, manifest says %s" % (
                 name, exp["time_column"], obs.get("max_time"), exp.get("max_time")), name,
                 exp.get("max_time"), obs.get("max_time")))
     for name in sorted(set(obs_tables) - set(exp_tables)):
         out.append(mismatch("extra_table", "%s: table exists but is not in the manifest" % name, name, None,
-                             obs_tables[name].get("rows")))
+                            obs_tables[name].get("rows")))
     if checksums and expected.get("checksum_algorithm") and observed.get("checksum_algorithm") and \
             expected.get("checksum_algorithm") != observed.get("checksum_algorithm"):
         out.append(mismatch("checksum_algorithm", "checksum algorithm %s differs from the manifest's %s" % (
@@ -389,21 +389,21 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
     elif (checksums and expected.get("checksum_algorithm") and expected.get("checksum_algorithm") ==
           observed.get("checksum_algorithm") and expected.get("checksum_canary") != observed.get("checksum_canary")):
         out.append(mismatch("checksum_algorithm", "this server hashes a fixed test row differently from the server "
-                             "that made the manifest (%s != %s: another CPU byte order or PostgreSQL version), so row "
-                             "checksums cannot be compared; counts, max(time), schema and amcheck were still checked. "
-                             "Verify with checksums: false, or take backups with checksum_algorithm: md5 where they "
-                             "must be checked on other hardware" % (
-                                 observed.get("checksum_canary"), expected.get("checksum_canary")),
-                             None, expected.get("checksum_canary"), observed.get("checksum_canary")))
+                            "that made the manifest (%s != %s: another CPU byte order or PostgreSQL version), so row "
+                            "checksums cannot be compared; counts, max(time), schema and amcheck were still checked. "
+                            "Verify with checksums: false, or take backups with checksum_algorithm: md5 where they "
+                            "must be checked on other hardware" % (
+                                observed.get("checksum_canary"), expected.get("checksum_canary")),
+                            None, expected.get("checksum_canary"), observed.get("checksum_canary")))
     if expected.get("schema_hash") and expected.get("schema_hash") != observed.get("schema_hash"):
         out.append(mismatch("schema_hash", "schema (tables, columns, types, constraints, indexes) differs from the "
-                             "manifest: %s != %s" % (observed.get("schema_hash"), expected.get("schema_hash")),
-                             None, expected.get("schema_hash"), observed.get("schema_hash")))
+                            "manifest: %s != %s" % (observed.get("schema_hash"), expected.get("schema_hash")),
+                            None, expected.get("schema_hash"), observed.get("schema_hash")))
     obs_ext = observed.get("extensions", {}) or {}
     for ext, version in sorted((expected.get("extensions") or {}).items()):
         if ext not in obs_ext:
             out.append(mismatch("extension_missing", "extension %s %s is not installed" % (ext, version),
-                                 None, version, None))
+                                None, version, None))
         elif obs_ext[ext] != version:
             out.append(mismatch("extension_version", "extension %s is version %s, manifest says %s" % (
                 ext, obs_ext[ext], version), None, version, obs_ext[ext]))
@@ -411,7 +411,7 @@ def compare(expected: dict, observed: dict, checksums: bool = True) -> list[dict
     for name in sorted(expected.get("hypertables") or {}):
         if name not in obs_hyper:
             out.append(mismatch("hypertable_missing", "%s: not a hypertable any more (manifest lists it)" % name,
-                                 name, True, False))
+                                name, True, False))
     return out
 
 

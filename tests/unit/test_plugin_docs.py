@@ -25,16 +25,9 @@ EXCLUDED = {
 }
 
 # ansible-doc reads a filter's sidecar (plugins/filter/NAME.yml) only when the .py file that defines the filter has
-# no DOCUMENTATION (ansible/utils/plugin_docs.py get_plugin_docs tries the adjacent file only when the .py has none).
-# These files still carry the DOCUMENTATION of their first filter, which ansible-doc shows for the filters below.
-# Strict xfail: once that in-file DOCUMENTATION is removed they pass, and this list must be emptied.
-SHADOWED_BY_PY_DOC = {
-    "backup_retention": "backups.py", "backup_id_problem": "backups.py", "backup_before": "backups.py",
-    "restore_verdict": "backups.py", "checksum_mismatches": "backups.py",
-    "activity_line": "breach.py", "secret_users": "breach.py", "redact_secret": "breach.py",
-    "cluster_action_entry": "cluster_diagnosis.py", "cluster_node_entry": "cluster_diagnosis.py",
-    "backup_age": "readiness.py",
-}
+# no DOCUMENTATION (ansible/utils/plugin_docs.py get_plugin_docs tries the adjacent file only when the .py has none),
+# so filter files keep no DOCUMENTATION. A filter listed here (name -> its file) is strict xfail until it passes.
+SHADOWED_BY_PY_DOC: dict[str, str] = {}
 
 
 def _filters() -> dict[str, str]:
