@@ -64,7 +64,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Checks the bucket and hashes the files; uploads nothing.
+    description: >-
+      Checks the bucket and hashes the files; uploads nothing and reads nothing back. Returns the manifest it would
+      write (objects without version ids, RV(verified) 0) and C(changed=true) when it would write.
   diff_mode:
     support: none
     description: No diff.

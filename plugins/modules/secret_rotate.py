@@ -20,8 +20,9 @@ description:
     exist and which value logs in (module_utils/_rotation.py, unit-tested). The new version's id is derived from
     O(incident_id), so a second run for the same incident changes nothing.
   - "With O(state=verified), checks the result: the C(AWSCURRENT) value logs in, the C(AWSPREVIOUS) value is
-    refused, they differ, and every value in O(expected_values) (for example read from Kubernetes Secrets) is the
-    current one. Fails with the list of checks that failed."
+    refused, they differ, a read that names no stage (what clients and the C(amazon.aws.secretsmanager_secret)
+    lookup do) answers the C(AWSCURRENT) value, and every value in O(expected_values) (for example read from
+    Kubernetes Secrets) is the current one. Fails with the list of checks that failed."
   - The secret values never appear in the result except RV(value), which the calling task must hide with
     C(no_log=true).
 author:
@@ -244,6 +245,14 @@ class Rotator:
             self.module.fail_json_aws(e, msg=f"Failed to read a version of secret {self.p['secret_id']}")
         return got.get("SecretString")
 
+    def read_default(self):
+        """The value a client reads when it names neither version nor stage (AWSCURRENT on AWS)."""
+        try:
+            got = self.sm.get_secret_value(SecretId=self.p["secret_id"], aws_retry=True)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            self.module.fail_json_aws(e, msg=f"Failed to read secret {self.p['secret_id']}")
+        return got.get("SecretString")
+
     def put_pending(self, token, secret_string):
         try:
             self.sm.put_secret_value(SecretId=self.p["secret_id"], ClientRequestToken=token,
@@ -356,6 +365,9 @@ class Rotator:
             {"name": "no AWSPENDING left", "ok": "AWSPENDING" not in stages
              or stages["AWSPENDING"] == stages.get("AWSCURRENT")},
         ]
+        # what a client that names no stage reads (the SDKs' and amazon.aws lookup's default): must be the same
+        default = parse_value(self.read_default(), p["json_key"])
+        checks.append({"name": "a read naming no stage answers AWSCURRENT", "ok": default == current})
         if has_source:
             checks.append({"name": "current value logs in", "ok": self.logs_in(current)})
             checks.append({"name": "previous value refused", "ok": previous is not None and not self.logs_in(previous)})
