@@ -19,6 +19,8 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   request asks for it (moto copies it from the source; AWS does not).
 * RDS stand-in (lab/services/rds_standin.py): snapshots are physical copies of the lab's PostgreSQL, a restore starts
   a real PostgreSQL 15 cluster and the record's endpoint points at it (off with --no-rds-standin).
+* Secrets Manager: UpdateSecretVersionStage moving AWSCURRENT also moves what GetSecretValue answers when no stage
+  or version is named (moto 5.2.5 keeps answering the version the secret was created with; AWS answers AWSCURRENT).
 * CloudTrail stand-in (lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
 
@@ -409,11 +411,38 @@ class EksExtras:
         return None
 
 
+# ------------------------------------------------------------------------------------------------ Secrets Manager
+def fix_secretsmanager_default_version() -> None:
+    """GetSecretValue with no VersionId/VersionStage answers AWSCURRENT, as on AWS, also after a staged rotation.
+
+    moto 5.2.5 answers a secret's ``default_version_id`` there, which only CreateSecret, PutSecretValue with
+    AWSCURRENT and RotateSecret set; UpdateSecretVersionStage moves the AWSCURRENT label but not that id. So after a
+    rotation (AWSPENDING, then AWSCURRENT moved to it) every client that names no stage (the amazon.aws lookup,
+    the SDKs' default) kept reading the old value. Done on moto's backend class, once per process.
+    """
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.update_secret_version_stage
+    if getattr(original, "_lab_fixed", False):
+        return
+
+    def update_secret_version_stage(self: Any, secret_id: str, version_stage: str, remove_from_version_id: str,
+                                    move_to_version_id: str) -> tuple[str, str]:
+        answer = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)
+        return answer
+
+    update_secret_version_stage._lab_fixed = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+
+
 # ------------------------------------------------------------------------------------------------------------- app
 class LabAWSApp:
     def __init__(self, lab_dir: Path, k8s_url: str, rds_standin: bool = True) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+        fix_secretsmanager_default_version()
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.faults = FaultStore(lab_dir / "faults")
         self.lab_dir = lab_dir

@@ -93,16 +93,7 @@ truncated:
 import datetime
 import json
 
-try:
-    from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-except ImportError:  # pragma: no cover
-    AnsibleAWSModule = None
-
-try:
-    import botocore
-except ImportError:  # pragma: no cover
-    botocore = None
+from ansible_collections.agbotkit.dr.plugins.module_utils._aws import AWS_ERRORS, aws_client, aws_module
 
 
 def parse_time(text):
@@ -129,17 +120,15 @@ def flatten(event):
 
 
 def main():
-    module = AnsibleAWSModule(argument_spec=dict(start_time=dict(type="str", required=True),
-                                                 end_time=dict(type="str", default=""),
-                                                 max_events=dict(type="int", default=5000)),
-                              supports_check_mode=True)
+    module = aws_module(dict(start_time=dict(type="str", required=True), end_time=dict(type="str", default=""),
+                             max_events=dict(type="int", default=5000)))
     p = module.params
     try:
         start = parse_time(p["start_time"])
         end = parse_time(p["end_time"]) if p["end_time"] else datetime.datetime.now(datetime.timezone.utc)
     except ValueError:
         module.fail_json(msg="start_time and end_time must be ISO 8601 times or epoch seconds")
-    client = module.client("cloudtrail", retry_decorator=AWSRetry.jittered_backoff())
+    client = aws_client(module, "cloudtrail")
     events, token, truncated = [], None, False
     try:
         while True:
@@ -154,7 +143,7 @@ def main():
                 break
             if not token:
                 break
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+    except AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Failed to look up CloudTrail events")
     module.exit_json(changed=False, events=events[:p["max_events"]], truncated=truncated,
                      start_time=start.isoformat(), end_time=end.isoformat())

@@ -73,34 +73,29 @@ update:
   type: dict
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # handled by AnsibleAWSModule
-
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
+    AWS_ERRORS,
+    aws_client,
+    aws_module,
+    is_boto3_error_code,
+)
 
 
 def main():
-    module = AnsibleAWSModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            nodegroups=dict(type="list", elements="str", default=[]),
-            update_id=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module = aws_module(dict(
+        name=dict(type="str", required=True),
+        nodegroups=dict(type="list", elements="str", default=[]),
+        update_id=dict(type="str"),
+    ))
     name = module.params["name"]
-    client = module.client("eks", retry_decorator=AWSRetry.jittered_backoff())
+    client = aws_client(module, "eks")
     result = dict(changed=False, exists=False, cluster={}, nodegroups=[])
     try:
         cluster = client.describe_cluster(aws_retry=True, name=name)["cluster"]
     except is_boto3_error_code("ResourceNotFoundException"):
         module.exit_json(**result)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
+    except AWS_ERRORS as e:  # pylint: disable=duplicate-except
         module.fail_json_aws(e, msg="Failed to describe EKS cluster {0}".format(name))
     result["exists"] = True
     result["cluster"] = camel_dict_to_snake_dict(cluster, ignore_list=["tags"])
@@ -114,7 +109,7 @@ def main():
             if module.params["nodegroups"]:
                 kw["nodegroupName"] = module.params["nodegroups"][0]
             result["update"] = camel_dict_to_snake_dict(client.describe_update(aws_retry=True, **kw)["update"])
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Failed to describe the node groups or update of EKS cluster {0}".format(name))
     module.exit_json(**result)
 

@@ -81,31 +81,22 @@ nodegroup:
   type: dict
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # handled by AnsibleAWSModule
-
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.agbotkit.dr.plugins.module_utils._aws import AWS_ERRORS, aws_client, aws_module
 
 
 def main():
-    module = AnsibleAWSModule(
-        argument_spec=dict(
-            cluster_name=dict(type="str", required=True),
-            nodegroup_name=dict(type="str", required=True),
-            version=dict(type="str"),
-            force=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = aws_module(dict(
+        cluster_name=dict(type="str", required=True),
+        nodegroup_name=dict(type="str", required=True),
+        version=dict(type="str"),
+        force=dict(type="bool", default=True),
+    ))
     cluster, group = module.params["cluster_name"], module.params["nodegroup_name"]
-    client = module.client("eks", retry_decorator=AWSRetry.jittered_backoff())
+    client = aws_client(module, "eks")
     try:
         ng = client.describe_nodegroup(aws_retry=True, clusterName=cluster, nodegroupName=group)["nodegroup"]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Failed to describe node group {0} of EKS cluster {1}".format(group, cluster))
     nodegroup = camel_dict_to_snake_dict(ng, ignore_list=["tags", "labels"])
     if module.check_mode:
@@ -115,7 +106,7 @@ def main():
         kw["version"] = module.params["version"]
     try:
         update = client.update_nodegroup_version(**kw)["update"]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Failed to update node group {0} of EKS cluster {1}".format(group, cluster))
     module.exit_json(changed=True, nodegroup=nodegroup, update=camel_dict_to_snake_dict(update))
 

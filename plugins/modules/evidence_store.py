@@ -64,7 +64,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Checks the bucket and hashes the files; uploads nothing.
+    description: >-
+      Checks the bucket and hashes the files; uploads nothing and reads nothing back. Returns the manifest it would
+      write (objects without version ids, RV(verified) 0) and C(changed=true) when it would write.
   diff_mode:
     support: none
     description: No diff.
@@ -121,17 +123,12 @@ import hashlib
 import json
 import os
 
-try:
-    from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-    from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-except ImportError:  # pragma: no cover
-    AnsibleAWSModule = None
-
-try:
-    import botocore
-except ImportError:  # pragma: no cover - AnsibleAWSModule reports it
-    botocore = None
+from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
+    AWS_ERRORS,
+    aws_client,
+    aws_module,
+    is_boto3_error_code,
+)
 
 MANIFEST = "manifest.json"
 
@@ -154,11 +151,11 @@ class Store:
         self.module = module
         self.p = module.params
         # a few quick retries: the evidence step must fail (before any change) in seconds, not hang for minutes
-        self.s3 = module.client("s3", retry_decorator=AWSRetry.jittered_backoff(retries=4, delay=1, max_delay=8))
+        self.s3 = aws_client(module, "s3", retries=4, delay=1, max_delay=8)
         self.bucket = self.p["bucket"]
 
     def fail(self, e, msg):
-        if botocore is not None and isinstance(e, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+        if isinstance(e, AWS_ERRORS):
             self.module.fail_json_aws(e, msg=msg)
         self.module.fail_json(msg=f"{msg}: {e}")
 
@@ -169,7 +166,7 @@ class Store:
         except is_boto3_error_code("NoSuchBucket"):
             self.module.fail_json(msg=f"Evidence bucket {b} does not exist: create it with object lock enabled "
                                       "(docs/security_breach.md). Nothing was changed")
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.fail(e, f"Failed to read versioning of evidence bucket {b}; nothing was changed")
         if versioning != "Enabled":
             self.module.fail_json(msg=f"Evidence bucket {b} has versioning {versioning or 'off'}: it needs versioning "
@@ -179,7 +176,7 @@ class Store:
             enabled = lock.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
         except is_boto3_error_code("ObjectLockConfigurationNotFoundError"):
             enabled = False
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.fail(e, f"Failed to read object lock of evidence bucket {b}; nothing was changed")
         if not enabled:
             self.module.fail_json(msg=f"Evidence bucket {b} does not have object lock enabled: evidence could be "
@@ -199,7 +196,7 @@ class Store:
                                                    + datetime.timedelta(days=self.p["retention_days"]))
         try:
             return self.s3.put_object(aws_retry=True, **kwargs).get("VersionId")
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except AWS_ERRORS as e:
             self.fail(e, f"Failed to write evidence object s3://{self.bucket}/{key}")
 
     def read_back(self, key, version_id, want_sha):
@@ -209,7 +206,7 @@ class Store:
             if version_id:
                 kwargs["VersionId"] = version_id
             data = self.s3.get_object(aws_retry=True, **kwargs)["Body"].read()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except AWS_ERRORS as e:
             self.fail(e, f"Failed to read back evidence object s3://{self.bucket}/{key}; stop before any change")
         got = sha256_bytes(data)
         if got != want_sha:
@@ -218,7 +215,7 @@ class Store:
         if self.p["legal_hold"]:
             try:
                 hold = self.s3.get_object_legal_hold(aws_retry=True, **kwargs)["LegalHold"]["Status"]
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            except AWS_ERRORS as e:
                 self.fail(e, f"Failed to read the legal hold of s3://{self.bucket}/{key}")
             if hold != "ON":
                 self.module.fail_json(msg=f"Evidence object s3://{self.bucket}/{key} has no legal hold")
@@ -229,7 +226,7 @@ class Store:
             self.s3.head_object(Bucket=self.bucket, Key=self.key(MANIFEST), aws_retry=True)
         except is_boto3_error_code(["404", "NoSuchKey", "NotFound"]):
             return None
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.fail(e, f"Failed to look for an existing manifest under s3://{self.bucket}/{self.p['prefix']}")
         obj = self.s3.get_object(Bucket=self.bucket, Key=self.key(MANIFEST), aws_retry=True)
         data = obj["Body"].read()
@@ -285,7 +282,7 @@ def main():
         collected_by=dict(type="str", required=True),
         references=dict(type="list", elements="dict", default=[]),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = aws_module(argument_spec)
     module.exit_json(**Store(module).run())
 
 

@@ -20,8 +20,9 @@ description:
     exist and which value logs in (module_utils/_rotation.py, unit-tested). The new version's id is derived from
     O(incident_id), so a second run for the same incident changes nothing.
   - "With O(state=verified), checks the result: the C(AWSCURRENT) value logs in, the C(AWSPREVIOUS) value is
-    refused, they differ, and every value in O(expected_values) (for example read from Kubernetes Secrets) is the
-    current one. Fails with the list of checks that failed."
+    refused, they differ, a read that names no stage (what clients and the C(amazon.aws.secretsmanager_secret)
+    lookup do) answers the C(AWSCURRENT) value, and every value in O(expected_values) (for example read from
+    Kubernetes Secrets) is the current one. Fails with the list of checks that failed."
   - The secret values never appear in the result except RV(value), which the calling task must hide with
     C(no_log=true).
 author:
@@ -191,17 +192,12 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._rotation import (
     version_token,
 )
 
-try:
-    from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-    from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-except ImportError:  # pragma: no cover - amazon.aws is a dependency of this collection
-    AnsibleAWSModule = None
-
-try:
-    import botocore
-except ImportError:  # pragma: no cover - AnsibleAWSModule reports it
-    botocore = None
+from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
+    AWS_ERRORS,
+    aws_client,
+    aws_module,
+    is_boto3_error_code,
+)
 
 try:
     import psycopg
@@ -218,7 +214,7 @@ class Rotator:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.sm = module.client("secretsmanager", retry_decorator=AWSRetry.jittered_backoff())
+        self.sm = aws_client(module, "secretsmanager")
         self.queries = []
 
     # ---------------------------------------------------------------------------------------- Secrets Manager
@@ -229,7 +225,7 @@ class Rotator:
         except is_boto3_error_code("ResourceNotFoundException"):
             self.module.fail_json(msg=f"Failed to find secret {self.p['secret_id']}: create it first "
                                       "(docs/security_breach.md, what must exist in AWS)")
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except
+        except AWS_ERRORS as e:  # pylint: disable=duplicate-except
             self.module.fail_json_aws(e, msg=f"Failed to describe secret {self.p['secret_id']}")
         stages = {}
         for vid, labels in (desc.get("VersionIdsToStages") or {}).items():
@@ -240,15 +236,23 @@ class Rotator:
     def read(self, version_id):
         try:
             got = self.sm.get_secret_value(SecretId=self.p["secret_id"], VersionId=version_id, aws_retry=True)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except AWS_ERRORS as e:
             self.module.fail_json_aws(e, msg=f"Failed to read a version of secret {self.p['secret_id']}")
+        return got.get("SecretString")
+
+    def read_default(self):
+        """The value a client reads when it names neither version nor stage (AWSCURRENT on AWS)."""
+        try:
+            got = self.sm.get_secret_value(SecretId=self.p["secret_id"], aws_retry=True)
+        except AWS_ERRORS as e:
+            self.module.fail_json_aws(e, msg=f"Failed to read secret {self.p['secret_id']}")
         return got.get("SecretString")
 
     def put_pending(self, token, secret_string):
         try:
             self.sm.put_secret_value(SecretId=self.p["secret_id"], ClientRequestToken=token,
                                      SecretString=secret_string, VersionStages=["AWSPENDING"], aws_retry=True)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except AWS_ERRORS as e:
             self.module.fail_json_aws(e, msg=f"Failed to store the pending version of secret {self.p['secret_id']}")
 
     def promote(self, pending_id, current_id):
@@ -259,7 +263,7 @@ class Rotator:
             self.sm.update_secret_version_stage(aws_retry=True, **kwargs)
             self.sm.update_secret_version_stage(SecretId=self.p["secret_id"], VersionStage="AWSPENDING",
                                                 RemoveFromVersionId=pending_id, aws_retry=True)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except AWS_ERRORS as e:
             self.module.fail_json_aws(e, msg=f"Failed to promote the new version of secret {self.p['secret_id']}")
 
     # ---------------------------------------------------------------------------------------- PostgreSQL
@@ -356,6 +360,9 @@ class Rotator:
             {"name": "no AWSPENDING left", "ok": "AWSPENDING" not in stages
              or stages["AWSPENDING"] == stages.get("AWSCURRENT")},
         ]
+        # what a client that names no stage reads (the SDKs' and amazon.aws lookup's default): must be the same
+        default = parse_value(self.read_default(), p["json_key"])
+        checks.append({"name": "a read naming no stage answers AWSCURRENT", "ok": default == current})
         if has_source:
             checks.append({"name": "current value logs in", "ok": self.logs_in(current)})
             checks.append({"name": "previous value refused", "ok": previous is not None and not self.logs_in(previous)})
@@ -392,8 +399,7 @@ def main():
         expected_values=dict(type="list", elements="str", default=[], no_log=True),
         scan_values=dict(type="list", elements="str", default=[], no_log=True),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
-                              required_if=[("source", "postgres", ["db_host", "db_role"])])
+    module = aws_module(argument_spec, required_if=[("source", "postgres", ["db_host", "db_role"])])
     if module.params["source"] == "postgres" and not HAS_PSYCOPG:
         module.fail_json(msg="psycopg 3 is required on the host that runs agbotkit.dr.secret_rotate")
     if module.params["length"] < 16:

@@ -1,10 +1,11 @@
 """playbooks/security_breach.yml (plan §4) against the lab: each bullet of issue 12's Tests section.
 
 One module-level set-up (lab/breach_lab.py: its own namespace, role, secret and nodes, so the shared lab keeps
-working) and four runs, in this order:
+working) and five runs, in this order:
   1. --check: nothing changes in Secrets Manager, PostgreSQL, the emulator or S3;
   2. evidence cannot be written (aws.error on S3 PutObject): the run fails before any change;
   3. the real run (INC-LAB-BREACH-1): evidence, isolation, rotation, review, validation;
+  3b. the same incident run again: nothing changes, one working password everywhere;
   4. a crash between ALTER ROLE and the Secret update (INC-LAB-BREACH-2, left as such a crash leaves it), then
      the run again: one working password everywhere.
 """
@@ -16,6 +17,7 @@ import datetime
 import hashlib
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import time
@@ -71,6 +73,10 @@ class Lab:
         except sm.exceptions.ResourceNotFoundException:
             return None
 
+    def sm_default_value(self) -> str:
+        """What a client that names no stage reads (the amazon.aws lookup, the SDKs): AWSCURRENT on AWS."""
+        return json.loads(self.aws("secretsmanager").get_secret_value(SecretId=SECRET_ID)["SecretString"])["password"]
+
     def sm_versions(self) -> dict:
         return self.aws("secretsmanager").describe_secret(SecretId=SECRET_ID)["VersionIdsToStages"]
 
@@ -110,6 +116,22 @@ class Lab:
         except s3.exceptions.NoSuchBucket:
             return []
 
+    def evidence_bucket(self) -> list[tuple[str, str]] | None:
+        """Every object version in the evidence bucket (all incidents), None when the bucket does not exist."""
+        s3 = self.aws("s3")
+        try:
+            pages = s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET)
+            return sorted((v["Key"], v["VersionId"]) for page in pages for v in page.get("Versions", []))
+        except s3.exceptions.NoSuchBucket:
+            return None
+
+    def one_password(self) -> dict:
+        """Where the breach's password lives, compared (no values): all must agree and log in."""
+        current = self.sm_value("AWSCURRENT")
+        return {"default_read_is_current": self.sm_default_value() == current,
+                "k8s_is_current": self.secret_values()["breach-db"]["DATABASE_PASSWORD"] == current,
+                "current_logs_in": self.logs_in(current)}
+
     def state(self) -> dict:
         """Everything check mode must leave alone."""
         ec2 = self.aws("ec2")
@@ -126,6 +148,7 @@ class Lab:
             "asg": sorted((i["InstanceId"], i["LifecycleState"]) for g in self.aws("autoscaling")
                           .describe_auto_scaling_groups(AutoScalingGroupNames=["ag-botkit-breach-lab-nodes"])[
                               "AutoScalingGroups"] for i in g["Instances"]),
+            "evidence": self.evidence_bucket(),
             "kill_switch": json.loads(urllib.request.urlopen(self.env["LAB_MINIBOT_URL"] + "/api/kill-switch",
                                                              timeout=10).read())["state"],
         }
@@ -178,6 +201,14 @@ def breach(lab, lab_env, run_playbook):
     out["bot_health"] = h.k8s(f"/api/v1/namespaces/{NS}/pods/{out['pods_after']['bot'][0]}:9091/proxy/health")
     out["state_after"] = h.state()
     out["new"] = h.sm_value("AWSCURRENT")
+    # the report folder of the first run as it left it (the re-run below writes its own timeline and log entries)
+    out["main_reports"] = {f.name: f.read_text() for f in report_dir(lab, INC1).iterdir() if f.is_file()}
+
+    # 3b. the same incident again (an operator re-running a completed incident): nothing changes
+    out["runs"]["rerun"] = run(run_playbook, INC1)
+    out["pods_after_rerun"] = h.pods()
+    out["state_after_rerun"] = h.state()
+    out["password_after_rerun"] = h.one_password()
 
     # 4. a crash between ALTER ROLE and the Kubernetes Secret update, as it leaves things: this incident's version
     #    stored as AWSPENDING, the role already using it, AWSCURRENT and the Secret still on the previous value.
@@ -210,9 +241,11 @@ def _ok(res):
 def test_check_mode_changes_nothing(breach):
     _ok(breach["runs"]["check"])
     before, after = breach["before_check"], breach["after_check"]
-    for key in ("sm", "role", "secrets", "deployments", "netpol", "sgs", "asg", "kill_switch"):
+    for key in ("sm", "role", "secrets", "deployments", "netpol", "sgs", "asg", "kill_switch", "evidence"):
         assert after[key] == before[key], key
     assert breach["evidence_after_check"] == []
+    out = breach["runs"]["check"].stdout
+    assert "Check mode, nothing written: would write" in out and f"Evidence of {INC_CHECK}" not in out
 
 
 # ------------------------------------------------------------------------------------------------ evidence first
@@ -250,7 +283,7 @@ def test_evidence_objects_match_their_sha256_with_legal_hold(breach, lab):
     with pytest.raises(Exception, match="AccessDenied"):
         s3.delete_object(Bucket=BUCKET, Key=first["key"], VersionId=first["version_id"])
     # chain of custody in the communication log: who, when, where, the manifest's hash
-    log = [json.loads(x) for x in (report_dir(lab, INC1) / "communication.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in breach["main_reports"]["communication.jsonl"].splitlines()]
     custody = [e for e in log if e["type"] == "custody"]
     assert len(custody) == 1
     assert custody[0]["sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
@@ -258,7 +291,7 @@ def test_evidence_objects_match_their_sha256_with_legal_hold(breach, lab):
 
 
 def test_timeline_shows_evidence_written_before_the_first_change(breach, lab):
-    timeline = json.loads((report_dir(lab, INC1) / "timeline.json").read_text())
+    timeline = json.loads(breach["main_reports"]["timeline.json"])
 
     def ts(s):
         return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
@@ -325,7 +358,7 @@ def test_restarted_pods_serve_with_the_new_value_and_others_were_not_restarted(b
 
 
 def test_exchange_keys_step_records_who_confirmed_and_stops_without_it(breach, lab):
-    log = [json.loads(x) for x in (report_dir(lab, INC1) / "communication.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in breach["main_reports"]["communication.jsonl"].splitlines()]
     approvals = [e for e in log if e["type"] == "decision" and e.get("kind") == "approval"]
     assert len(approvals) == 1 and approvals[0]["who"] == "lab tester" and "lab-exchange" in approvals[0]["decision"]
     declared = [e for e in log if e["type"] == "declare"]
@@ -333,7 +366,7 @@ def test_exchange_keys_step_records_who_confirmed_and_stops_without_it(breach, l
 
 
 def test_aws_activity_review_flags_principals_outside_the_allow_list(breach, lab):
-    review = json.loads((report_dir(lab, INC1) / "aws_activity_review.json").read_text())
+    review = json.loads(breach["main_reports"]["aws_activity_review.json"])
     # the intruder is flagged and nothing on the allow-list is; other principals of the shared lab (e.g. an
     # approver another test created) are flagged too, rightly: they are not on the allow-list
     assert "lab-intruder" in review["flagged"] and "root" not in review["flagged"]
@@ -347,6 +380,33 @@ def test_kill_switch_stays_halted_without_explicit_request(breach):
     assert breach["state_after"]["kill_switch"] == "halted"
     assert "Resume trading" in breach["runs"]["main"].stdout  # the step exists and was skipped
     assert "kill_switch_state=reset" not in breach["runs"]["main"].stdout
+
+
+# ------------------------------------------------------------------------------------------------ re-run
+def _changed_tasks(stdout: str) -> list[str]:
+    """Tasks of the product's roles that reported a change (the incident log is per run, so left out)."""
+    out = []
+    for block in stdout.split("\nTASK [")[1:]:
+        name = block.split("]", 1)[0]
+        if name.startswith("agbotkit.dr.") and not name.startswith("agbotkit.dr.incident ") \
+                and re.search(r"^changed: \[", block, re.M):
+            out.append(name)
+    return out
+
+
+def test_rerun_of_a_completed_incident_changes_nothing_and_leaves_one_password(breach):
+    res = breach["runs"]["rerun"]
+    _ok(res)
+    assert "phase done, steps done: none" in res.stdout
+    assert _changed_tasks(res.stdout) == []
+    after, before = breach["state_after_rerun"], breach["state_after"]
+    for key in ("sm", "role", "secrets", "deployments", "netpol", "sgs", "asg", "kill_switch", "evidence"):
+        assert after[key] == before[key], key
+    assert breach["pods_after_rerun"] == breach["pods_after"]  # nothing restarted
+    # one password: Secrets Manager's AWSCURRENT, what a client naming no stage reads, the Kubernetes Secret, and
+    # what PostgreSQL accepts
+    assert breach["password_after_rerun"] == {"default_read_is_current": True, "k8s_is_current": True,
+                                              "current_logs_in": True}
 
 
 # ------------------------------------------------------------------------------------------------ resume
