@@ -285,8 +285,8 @@ def pgbackrest_argv(binary: str, config: str, stanza: str, command: str, options
 # `pgbackrest verify` (2.45) reads the whole repository: 25 s of a 98 s restore on bench data. The pgbackrest role
 # runs it in the background after each backup and records the result here; a restore of a set that the record
 # covers, whose backup.manifest is byte for byte the one verified, skips its own verify. A repository file damaged
-# after the record is still refused before any switch: pgBackRest's restore checks every file it copies against
-# the checksum in that (unchanged) manifest (tests/integration/test_db_restore_physical.py).
+# after the record is still refused before any switch: the restore checks what it reads (the lz4 frame checksum in
+# the lab, tests/integration/test_db_restore_physical.py; pgBackRest's per-file SHA-1 against the manifest too).
 
 VERIFY_RECORD_FORMAT = "agbotkit-pgbackrest-verify/1"
 

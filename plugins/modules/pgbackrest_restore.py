@@ -85,8 +85,8 @@ options:
         the record says the set to restore was verified clean and the set's C(backup.manifest) (read now with
         C(pgbackrest repo-get)) has the SHA-256 recorded, the verify is not run again; otherwise (no record, a
         damaged one, another set, a changed manifest) it runs as without a record. A repository file damaged after
-        the record still stops the restore before any switch - pgBackRest's restore checks every file it copies
-        against the manifest's checksum. Empty - always verify."
+        the record still stops the restore before any switch - the restore checks what it reads (lz4 frame
+        checksums, pgBackRest's per-file checksum against the manifest). Empty - always verify."
     type: path
     default: ""
   process_max:
