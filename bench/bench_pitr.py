@@ -220,6 +220,15 @@ def main(argv=None) -> int:
         "db_restore_kill_switch": False, "dr_incident_enabled": False, "dr_reports_dir": str(reports),
         **({"db_restore_physical_verify_record_dir": ""} if args.verify_at_restore else {})}))
     result = json.loads(sorted(reports.glob("db_restore-*.json"))[-1].read_text())
+    # where B's wall time goes, task by task (the incident_timeline callback's record of the run)
+    b_tasks = []
+    for tl in sorted(reports.glob("*-db_restore/timeline.json"))[-1:]:
+        doc = json.loads(tl.read_text())
+        b_tasks = sorted(((round(t["seconds"], 2), t["name"]) for t in doc.get("tasks", []) if t.get("seconds")),
+                         reverse=True)
+        b_tasks = [{"seconds": sec, "task": name} for sec, name in b_tasks[:12]] + [
+            {"seconds": round(doc["run"]["seconds"] - sum(t["seconds"] for t in doc.get("tasks", [])), 2),
+             "task": "(outside tasks: start-up, plays, callbacks)"}, {"tasks_run": len(doc.get("tasks", []))}]
     b_rows = rows_before(lab, LIVE_DB, t_damage)
     replayed = (datetime.fromisoformat(result["replayed_to"].replace("Z", "+00:00"))
                 if result.get("replayed_to") else None)
@@ -237,7 +246,8 @@ def main(argv=None) -> int:
                     "B": {"wall": b_wall, "cpu": b_cpu, "steps": result.get("step_seconds"),
                           "module_seconds": result.get("restore_seconds"), "switch": result.get("switch_seconds"),
                           "verified_tables": result.get("verified_tables"),
-                          "repository_verified_by": result.get("repository_verified_by")}},
+                          "repository_verified_by": result.get("repository_verified_by"),
+                          "slowest_tasks": b_tasks}},
         "ratio": round(a_wall / b_wall, 2) if b_wall else None,
         "data_lost": {
             "rows_before_T": expected,
@@ -264,6 +274,8 @@ def main(argv=None) -> int:
         print(f"{'restore B: ' + name:34} {'':8} {'':7}   {w:8.1f}")
     for name, w in (result.get("restore_seconds") or {}).items():
         print(f"{'  of which module: ' + name:34} {'':8} {'':7}   {w:8.1f}")
+    for t in b_tasks[:6]:
+        print(f"{'  B task: ' + t['task'][:24]:34} {'':8} {'':7}   {t['seconds']:8.1f}")
     print(f"mode: {out['mode']}")
     print(f"{'restore side, end to end':34} {a_wall:8.1f} {a_cpu:7.1f}   {b_wall:8.1f} {b_cpu:7.1f}   "
           f"B is {out['ratio']}x faster (target 5x)")

@@ -190,3 +190,23 @@ def test_signing_key_that_cannot_sign_fails(run_playbook, fault):
 def test_signing_key_of_the_wrong_kind_fails(run_playbook):
     out, _ = run_failing(run_playbook, QUIET, ["signing_key"], readiness_signing_key_id="alias/ag-botkit-backups")
     assert "not an ECC_NIST_P256 SIGN_VERIFY key" in out
+
+
+def test_pgbackrest_check_fails_when_the_recorded_verify_found_damage(run_playbook, lab):
+    """The verify that pgbackrest.yml runs in the background after a backup: a damaged result surfaces here."""
+    record = Path(lab["lab_dir"]) / "pgbackrest" / "verified" / "ag_botkit.json"
+    saved = record.read_text() if record.exists() else None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"format": "agbotkit-pgbackrest-verify/1", "stanza": "ag_botkit", "ok": False,
+                                  "started": "2026-12-01T12:00:00Z", "problems": ["1 file(s) checksum invalid"],
+                                  "sets": {}}))
+    try:
+        out, _ = run_failing(run_playbook, QUIET, ["pgbackrest"])
+        assert "Readiness failed (pgbackrest_backup)" in out
+        assert "the verification recorded after the last backup (2026-12-01T12:00:00Z) found the repository damaged: " \
+               "1 file(s) checksum invalid" in out and "take a new full backup" in out
+    finally:
+        if saved is None:
+            record.unlink()
+        else:
+            record.write_text(saved)
