@@ -112,8 +112,8 @@ def test_all_ten_checks_pass_in_one_report(ready, run_playbook):
 
 def test_recovery_region_without_copies_fails(run_playbook, lab):
     s3 = client(lab, "s3", "us-west-2")
-    saved = [(key, s3.get_object(Bucket=DR_BUCKET, Key=key)["Body"].read()) for key in dr_dump_keys(lab)]
-    for key, _body in saved:
+    had = dr_dump_keys(lab)
+    for key in had:
         s3.delete_object(Bucket=DR_BUCKET, Key=key)
     deleted = aws_faults.delete_snapshots(lab["env"]["AWS_URL"])
     assert deleted
@@ -125,8 +125,8 @@ def test_recovery_region_without_copies_fails(run_playbook, lab):
         assert "no RDS snapshot copy in us-west-2: copy the newest snapshot (aws rds copy-db-snapshot" in out
     finally:
         aws_faults.restore_snapshots(lab["env"]["AWS_URL"], Path(lab["lab_dir"]))
-        for key, body in saved:
-            s3.put_object(Bucket=DR_BUCKET, Key=key, Body=body)
+        if had:   # put a copy back, as replication would (reading the copies back trips botocore's checksum
+            copy_newest_dump(lab)   # check on objects moto copied into the SSE-KMS bucket)
 
 
 def test_rds_latest_restorable_time_over_the_objective_fails(run_playbook, lab, fault):
