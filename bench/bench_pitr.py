@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "bench_pitr.json")
     ap.add_argument("--any-scale", action="store_true", help="do not reseed at bench scale (a quick smoke run)")
     ap.add_argument("--keep-work", action="store_true")
+    ap.add_argument("--verify-at-restore", action="store_true",
+                    help="the restore runs pgbackrest verify itself (no verification recorded after the backup): "
+                         "the behaviour before the recorded verification, for a before/after comparison")
     args = ap.parse_args(argv)
     lab = br.Lab(args.lab_dir)
     work = args.lab_dir / "bench_pitr"
@@ -152,10 +155,30 @@ def main(argv=None) -> int:
     dump_start = datetime.now(UTC)
     a_cmd = f"set -o pipefail; pg_dump -U agbot {LIVE_DB} | gzip > {gz}"
     a_dump = timed(files, br.run, a_cmd, env, log, shell=True)  # noqa: S604 - the plan's pipeline, as written
+    no_record = ["-e", "pgbackrest_verify_after_backup=false"] if args.verify_at_restore else []
     b_full = timed(files, playbook, lab, work, log, "playbooks/pgbackrest.yml", "-e", "pgbackrest_backup_type=full",
-                   "-e", "pgbackrest_check=false")
+                   "-e", "pgbackrest_check=false", *no_record)
     b_incr = timed(files, playbook, lab, work, log, "playbooks/pgbackrest.yml", "-e", "pgbackrest_backup_type=incr",
-                   "-e", "pgbackrest_check=false")
+                   "-e", "pgbackrest_check=false", *no_record)
+    b_verify = None
+    if not args.verify_at_restore:
+        # the verify pgbackrest.yml starts in the background after each backup: wait until its record covers the
+        # incremental set (a backup's cost, not the restore's), so that it does not compete with A or B for CPU
+        label = sorted(p.name for p in (args.lab_dir / "pgbackrest" / "repo" / "backup" / "ag_botkit").glob("*I"))[-1]
+        record = args.lab_dir / "pgbackrest" / "verified" / "ag_botkit.json"
+        t0 = time.monotonic()
+        while True:
+            try:
+                rec = json.loads(record.read_text())
+                if label in rec.get("sets", {}):
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() - t0 > 900:
+                raise br.BenchError(f"no verification record covering {label} after 900 s ({record})")
+            time.sleep(0.5)
+        b_verify = (round(time.monotonic() - t0, 1), rec.get("seconds"), rec.get("ok"))
+        br.say(f"background verify recorded for {label}: ok {rec.get('ok')}, its verify took {rec.get('seconds')} s")
 
     # ---------------------------------------------------------------- trading, then the damage at T
     br.say(f"the bot trades for {args.trade_seconds:.0f} s, then a bad deploy rewrites orders at T")
@@ -194,8 +217,18 @@ def main(argv=None) -> int:
     reports = work / "reports"
     b_wall, b_cpu, _ = timed(files, playbook, lab, work, log, "playbooks/db_restore.yml", "-e", json.dumps({
         "db_restore_path": "physical", "db_restore_target_time": target, "db_restore_confirm": LIVE_DB,
-        "db_restore_kill_switch": False, "dr_incident_enabled": False, "dr_reports_dir": str(reports)}))
+        "db_restore_kill_switch": False, "dr_incident_enabled": False, "dr_reports_dir": str(reports),
+        **({"db_restore_physical_verify_record_dir": ""} if args.verify_at_restore else {})}))
     result = json.loads(sorted(reports.glob("db_restore-*.json"))[-1].read_text())
+    # where B's wall time goes, task by task (the incident_timeline callback's record of the run)
+    b_tasks = []
+    for tl in sorted(reports.glob("*-db_restore/timeline.json"))[-1:]:
+        doc = json.loads(tl.read_text())
+        b_tasks = sorted(((round(t["seconds"], 2), t["name"]) for t in doc.get("tasks", []) if t.get("seconds")),
+                         reverse=True)
+        b_tasks = [{"seconds": sec, "task": name} for sec, name in b_tasks[:12]] + [
+            {"seconds": round(doc["run"]["seconds"] - sum(t["seconds"] for t in doc.get("tasks", [])), 2),
+             "task": "(outside tasks: start-up, plays, callbacks)"}, {"tasks_run": len(doc.get("tasks", []))}]
     b_rows = rows_before(lab, LIVE_DB, t_damage)
     replayed = (datetime.fromisoformat(result["replayed_to"].replace("Z", "+00:00"))
                 if result.get("replayed_to") else None)
@@ -207,11 +240,14 @@ def main(argv=None) -> int:
         "machine": {"cores": os.cpu_count(), "loadavg": br.loadavg()},
         "database": size,
         "backup": {"A_pg_dump_gzip": a_dump[:2], "B_full": b_full[:2], "B_incr": b_incr[:2],
-                   "A_bytes": None},
+                   "B_background_verify": b_verify, "A_bytes": None},
+        "mode": "verify at restore" if args.verify_at_restore else "recorded verification",
         "restore": {"A": {"wall": a_wall, "cpu": a_cpu, "steps": a},
                     "B": {"wall": b_wall, "cpu": b_cpu, "steps": result.get("step_seconds"),
                           "module_seconds": result.get("restore_seconds"), "switch": result.get("switch_seconds"),
-                          "verified_tables": result.get("verified_tables")}},
+                          "verified_tables": result.get("verified_tables"),
+                          "repository_verified_by": result.get("repository_verified_by"),
+                          "slowest_tasks": b_tasks}},
         "ratio": round(a_wall / b_wall, 2) if b_wall else None,
         "data_lost": {
             "rows_before_T": expected,
@@ -229,10 +265,18 @@ def main(argv=None) -> int:
     print(f"{'backup: A pg_dump|gzip / B full':34} {a_dump[0]:8.1f} {a_dump[1]:7.1f}   "
           f"{b_full[0]:8.1f} {b_full[1]:7.1f}")
     print(f"{'backup: B incremental':34} {'':8} {'':7}   {b_incr[0]:8.1f} {b_incr[1]:7.1f}")
+    if b_verify:
+        print(f"{'backup: B verify (background)':34} {'':8} {'':7}   {b_verify[1] or 0:8.1f}   "
+              f"(waited {b_verify[0]} s after the incremental)")
     for name, (w, c) in a.items():
         print(f"{'restore A: ' + name:34} {w:8.1f} {c:7.1f}")
     for name, w in (result.get("step_seconds") or {}).items():
         print(f"{'restore B: ' + name:34} {'':8} {'':7}   {w:8.1f}")
+    for name, w in (result.get("restore_seconds") or {}).items():
+        print(f"{'  of which module: ' + name:34} {'':8} {'':7}   {w:8.1f}")
+    for t in b_tasks[:6]:
+        print(f"{'  B task: ' + t['task'][:24]:34} {'':8} {'':7}   {t['seconds']:8.1f}")
+    print(f"mode: {out['mode']}")
     print(f"{'restore side, end to end':34} {a_wall:8.1f} {a_cpu:7.1f}   {b_wall:8.1f} {b_cpu:7.1f}   "
           f"B is {out['ratio']}x faster (target 5x)")
     dl = out["data_lost"]

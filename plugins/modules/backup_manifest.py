@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: backup_manifest
-short_description: Sign a backup's manifest with KMS, or verify and strictly validate one before a restore
+short_description: Sign a backup's manifest with KMS, verify and validate one before a restore, or probe the key
 version_added: 0.2.0
 description:
   - "O(state=signed) (backup time): signs the SHA-256 digest of C(manifest.json) in O(path) with the asymmetric KMS
@@ -21,15 +21,19 @@ description:
     C(backup.id) equal to O(backup_id) and of the form C(YYYYMMDDTHHMMSSZ[-label]). An unsigned, badly signed or
     malformed backup fails with a message that names the key and what to check. Returns the manifest; writes the
     verified bytes to O(dest)/manifest.json unless in check mode."
+  - "O(state=probed) (playbooks/readiness.yml): signs a random 32-byte probe with O(key_id) in KMS and verifies the
+    signature with the key's public key from KMS, so a disabled, deleted, wrong-usage or unreachable key, or a
+    role without C(kms:Sign) or C(kms:GetPublicKey), is found before a backup needs it. Writes nothing; never
+    changed."
   - O(dest) is created with mode 0700; a folder there that belongs to another user, or is a symbolic link, is
     refused.
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 options:
   state:
-    description: Sign (backup) or verify (restore).
+    description: Sign (backup), verify (restore) or probe the key (readiness).
     type: str
-    choices: [signed, verified]
+    choices: [signed, verified, probed]
     required: true
   key_id:
     description: The KMS key (id, ARN or C(alias/...)), asymmetric C(ECC_NIST_P256) with usage C(SIGN_VERIFY).
@@ -72,7 +76,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Verifies in check mode (it only reads) but writes nothing; signing reports the change it would make.
+    description: Verifies and probes in check mode (they only read) but writes nothing; signing reports the change it
+      would make.
   diff_mode:
     support: none
     description: The module returns no diff.
@@ -104,6 +109,12 @@ EXAMPLES = r"""
     key_id: alias/ag-botkit-backup-signing
     region: us-east-1
   register: verified
+
+- name: The signing key signs, and its signature verifies
+  agbotkit.dr.backup_manifest:
+    state: probed
+    key_id: alias/ag-botkit-backup-signing
+    region: us-east-1
 """
 
 RETURN = r"""
@@ -119,6 +130,15 @@ key_arn:
   description: The key that signed or verified (from KMS; the O(key_id) given when O(public_key) was used).
   returned: success
   type: str
+probe_verified:
+  description: The probe was signed by KMS and its signature verified (O(state=probed)); absent on any failure.
+  returned: state is probed and success
+  type: bool
+key_spec:
+  description: The key's spec and usage as KMS reports them (O(state=probed)).
+  returned: state is probed and success
+  type: str
+  sample: ECC_NIST_P256 SIGN_VERIFY
 signature_path:
   description: Where C(manifest.sig) was written (O(state=signed)).
   returned: state is signed
@@ -213,7 +233,7 @@ class Signer:
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["signed", "verified"], required=True),
+            state=dict(type="str", choices=["signed", "verified", "probed"], required=True),
             key_id=dict(type="str", required=True),
             path=dict(type="path"),
             manifest_text=dict(type="str"),
@@ -238,6 +258,22 @@ def main():
     signer = Signer(p)
     out = {"changed": False}
     try:
+        if p["state"] == "probed":
+            if p["public_key"]:
+                raise AgbotDrError("state=probed asks KMS for the public key: do not give public_key")
+            digest = hashlib.sha256(os.urandom(32)).digest()
+            out["digest"] = "sha256:" + digest.hex()
+            key, arn = signer.public_key()
+            out["key_arn"] = arn
+            out["key_spec"] = "ECC_NIST_P256 SIGN_VERIFY"
+            signature, _arn = signer.sign(digest)
+            if not signer.verifies(key, digest, signature):
+                raise AgbotDrError("KMS key %s signed the probe but its signature does not verify with the key's "
+                                   "public key: backups signed now could not be restored. Check the key in KMS (and "
+                                   "that dr_backup_signing_key_id names the key whose public key restores use)"
+                                   % p["key_id"])
+            out["probe_verified"] = True
+            module.exit_json(**out)
         if p["state"] == "signed":
             mpath = os.path.join(p["path"], "manifest.json")
             spath = os.path.join(p["path"], "manifest.sig")

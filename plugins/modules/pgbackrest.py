@@ -57,6 +57,15 @@ options:
     description: Seconds the command may take.
     type: int
     default: 3600
+  record_dir:
+    description:
+      - "With O(command=verify): record the result in C(<record_dir>/<stanza>.json) (mode 0600), bound to the
+        SHA-256 of each backup set's C(backup.manifest) read (C(pgbackrest repo-get)) before the verify started. A
+        physical restore of a set the record covers, with the same manifest, skips its own verify
+        (M(agbotkit.dr.pgbackrest_restore) O(agbotkit.dr.pgbackrest_restore#module:verify_record_dir)). A damaged
+        repository is recorded too (C(ok) false), so no older clean record survives it. Empty - nothing recorded."
+    type: path
+    default: ""
 attributes:
   check_mode:
     support: full
@@ -95,6 +104,10 @@ info:
            "archive_max": "000000010000000000000009",
            "backups": [{"label": "20261201-153000F", "type": "full", "start": "2026-12-01T15:30:00Z",
                         "stop": "2026-12-01T15:30:06Z", "size": 385000000}]}
+record:
+  description: With O(command=verify) and O(record_dir), the record written.
+  returned: when a verify was recorded
+  type: str
 verify:
   description: With O(command=verify), its output read (its C(ok) is the verdict, not the exit code).
   returned: when O(command=verify)
@@ -111,13 +124,16 @@ seconds:
   type: float
 """
 
+import hashlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
-    PgBackRestError, as_user_argv, parse_info, parse_verify, pgbackrest_argv)
+    PgBackRestError, as_user_argv, make_verify_record, manifest_path, parse_info, parse_verify, pgbackrest_argv,
+    verify_record_path)
 
 
 def run(module, argv, timeout):
@@ -142,6 +158,31 @@ def read_info(module, p, missing_ok=False):
     return info
 
 
+def read_manifest_digests(module, p):
+    """{label: sha256 of its backup.manifest} of every set in the repository now."""
+    out = {}
+    for b in read_info(module, p)["backups"]:
+        argv = as_user_argv(p["os_user"], pgbackrest_argv(p["binary"], p["config"], p["stanza"], "repo-get")
+                            + [manifest_path(p["stanza"], b["label"])])
+        rc, so, se = module.run_command(argv, environ_update={"LC_ALL": "C"}, check_rc=False, encoding=None)
+        if rc != 0:
+            raise PgBackRestError("Failed to read the manifest of backup set %s (exit %s): %s"
+                                  % (b["label"], rc, (se or so).decode("utf-8", "replace").strip()[-1000:]))
+        out[b["label"]] = hashlib.sha256(so).hexdigest()
+    return out
+
+
+def write_record(p, record):
+    os.makedirs(p["record_dir"], mode=0o700, exist_ok=True)
+    path = verify_record_path(p["record_dir"], p["stanza"])
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -154,6 +195,7 @@ def main():
             backup_type=dict(type="str", choices=["full", "diff", "incr"], default="incr"),
             options=dict(type="dict", default={}),
             timeout=dict(type="int", default=3600),
+            record_dir=dict(type="path", default=""),
         ),
         supports_check_mode=True,
     )
@@ -176,13 +218,22 @@ def main():
             opts.setdefault("output", "text")
             opts.setdefault("verbose", True)
         argv = as_user_argv(p["os_user"], pgbackrest_argv(p["binary"], p["config"], p["stanza"], command, opts))
+        manifests = None
+        if command == "verify" and p["record_dir"] and not module.check_mode:
+            manifests = read_manifest_digests(module, p)
+        started = time.time()
         t0 = time.monotonic()
         rc, stdout, stderr = run(module, argv, p["timeout"])
         out["seconds"] = round(time.monotonic() - t0, 2)
         out["cmd"] = argv
         if command == "verify":
             res = parse_verify(stdout + "\n" + stderr)
+            if rc != 0:
+                res = dict(res, ok=False)
             out["verify"] = res
+            if manifests is not None:
+                out["record"] = write_record(p, make_verify_record(p["stanza"], res, manifests, started,
+                                                                    out["seconds"]))
             if rc != 0 or not res["ok"]:
                 raise PgBackRestError(
                     "pgbackrest verify found the repository of stanza %s damaged (exit %s, status %s%s%s): do not "

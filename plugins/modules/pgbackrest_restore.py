@@ -79,6 +79,16 @@ options:
     description: Run C(pgbackrest verify) before restoring and refuse a repository it does not call C(ok).
     type: bool
     default: true
+  verify_record_dir:
+    description:
+      - "Where M(agbotkit.dr.pgbackrest) O(agbotkit.dr.pgbackrest#module:record_dir) records its verifications. When
+        the record says the set to restore was verified clean and the set's C(backup.manifest) (read now with
+        C(pgbackrest repo-get)) has the SHA-256 recorded, the verify is not run again; otherwise (no record, a
+        damaged one, another set, a changed manifest) it runs as without a record. A repository file damaged after
+        the record still stops the restore before any switch - the restore checks what it reads (lz4 frame
+        checksums, pgBackRest's per-file checksum against the manifest). Empty - always verify."
+    type: path
+    default: ""
   process_max:
     description: pgBackRest's C(process-max) for the restore.
     type: int
@@ -150,8 +160,10 @@ port:
   returned: always
   type: int
 verify:
-  description: The result of C(pgbackrest verify) read from its output.
-  returned: when it ran
+  description:
+    - The result of C(pgbackrest verify) read from its output (C(source) V(verify)), or the record relied on
+      (C(source) V(record), C(record) saying when). C(record_problem) says why a record was not used.
+  returned: when it ran or a record was used
   type: dict
 status:
   description: The recorded state (C(ready), C(verified), C(switched), C(absent)).
@@ -163,6 +175,7 @@ seconds:
   type: dict
 """
 
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
@@ -172,8 +185,8 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
-    PgBackRestError, as_user_argv, choose_backup, iso, parse_info, parse_time, parse_verify, pg_time,
-    pgbackrest_argv, recovery_reached)
+    PgBackRestError, as_user_argv, choose_backup, iso, manifest_path, parse_info, parse_time, parse_verify, pg_time,
+    pgbackrest_argv, record_covers, recovery_reached, verify_record_path)
 
 
 def load_state(path):
@@ -207,6 +220,22 @@ class Restorer:
     def brest(self, command, opts=None, check=True, what=None):
         return self.run(pgbackrest_argv("pgbackrest", self.p["config"], self.p["stanza"], command, opts),
                         what or "run pgbackrest %s" % command, check)
+
+    def recorded(self, label):
+        """(True, when) if the verification record covers set `label` with its manifest as it is now."""
+        path = verify_record_path(self.p["verify_record_dir"], self.p["stanza"])
+        try:
+            with open(path) as fh:
+                record = json.load(fh)
+        except (OSError, ValueError):
+            return False, "no readable verification record at %s" % path
+        argv = pgbackrest_argv("pgbackrest", self.p["config"], self.p["stanza"], "repo-get") + [
+            manifest_path(self.p["stanza"], label)]
+        rc, so, se = self.m.run_command(as_user_argv(self.p["os_user"], argv), environ_update={"LC_ALL": "C"},
+                                        check_rc=False, encoding=None)
+        if rc != 0:
+            return False, "the manifest of backup set %s cannot be read (exit %s)" % (label, rc)
+        return record_covers(record, self.p["stanza"], label, hashlib.sha256(so).hexdigest())
 
     def info(self):
         _rc, out, _err = self.brest("info", {"output": "json"}, what="read pgbackrest info")
@@ -323,6 +352,7 @@ def main():
             target_time=dict(type="str", default=""),
             set=dict(type="str", default=""),
             verify_repository=dict(type="bool", default=True),
+            verify_record_dir=dict(type="path", default=""),
             process_max=dict(type="int", default=2),
             server_options=dict(type="dict", default={}),
             timeout=dict(type="int", default=3600),
@@ -385,13 +415,20 @@ def main():
             out["status"] = "would restore"
             module.exit_json(**out)
 
-        if p["verify_repository"]:
+        recorded, why = False, ""
+        if p["verify_repository"] and p["verify_record_dir"]:
+            t0 = time.monotonic()
+            recorded, why = r.recorded(backup["label"])
+            r.seconds["verify_record"] = round(time.monotonic() - t0, 2)
+            if recorded:
+                out["verify"] = {"ok": True, "source": "record", "record": why}
+        if p["verify_repository"] and not recorded:
             t0 = time.monotonic()
             rc, so, se = r.brest("verify", {"output": "text", "verbose": True, "process-max": p["process_max"]},
                                  check=False)
             res = parse_verify(so + "\n" + se)
             r.seconds["verify"] = round(time.monotonic() - t0, 2)
-            out["verify"] = res
+            out["verify"] = dict(res, source="verify", record_problem=why or None)
             if rc != 0 or not res["ok"]:
                 raise PgBackRestError(
                     "pgbackrest verify found the repository damaged (exit %s, status %s; %s): refusing to restore "

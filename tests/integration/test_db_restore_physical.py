@@ -73,7 +73,10 @@ def state_file(lab) -> Path:
 def stanza(lab, run_playbook):
     """pgBackRest configured on the lab primary, archiving, with one full backup (shared by the module)."""
     kill_switch(lab, "reset")
-    res = run_playbook("playbooks/pgbackrest.yml", extra_vars={"pgbackrest_backup_type": "full"})
+    # the verify after the backup waits here (not in the background): its record is written before any test
+    # corrupts a repository file, so no verify runs while a file is damaged (bench_pitr.py runs it in the background)
+    res = run_playbook("playbooks/pgbackrest.yml", extra_vars={"pgbackrest_backup_type": "full",
+                                                               "pgbackrest_verify_background": False})
     assert res.returncode == 0, output(res)[-3000:]
     time.sleep(1.5)  # a few trades after the backup finished: a target after it exists
     yield
@@ -102,7 +105,30 @@ def physical(run_playbook, target: str, *args, **extra):
     return run_playbook("playbooks/db_restore.yml", *args, extra_vars=ev)
 
 
-def test_verify_catches_a_corrupted_repository_file_and_the_restore_refuses(lab, stanza, run_playbook):
+def record_file(lab) -> Path:
+    return pgb_dir(lab) / "verified" / "ag_botkit.json"
+
+
+def wait_for_record(lab, label: str, timeout: float = 300) -> dict:
+    """The verification pgbackrest.yml runs in the background after a backup, once it covers set `label`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            rec = json.loads(record_file(lab).read_text())
+            if label in rec.get("sets", {}):
+                return rec
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"no verification record covering {label} after {timeout} s ({record_file(lab)})")
+
+
+def newest_full(lab) -> Path:
+    return sorted((pgb_dir(lab) / "repo" / "backup" / "ag_botkit").glob("*F"))[-1]
+
+
+def test_verify_catches_a_corrupted_repository_file_and_the_restore_refuses(lab, stanza, run_playbook, tmp_path):
+    """No recorded verification (an empty record folder): the restore runs pgbackrest verify, which catches it."""
     before = live_state(lab)
     backup = sorted((pgb_dir(lab) / "repo" / "backup" / "ag_botkit").glob("*F"))[-1]
     victim = max((backup / "pg_data" / "base").rglob("*.lz4"), key=lambda p: p.stat().st_size)
@@ -111,7 +137,7 @@ def test_verify_catches_a_corrupted_repository_file_and_the_restore_refuses(lab,
         with victim.open("r+b") as fh:  # a few bytes in the middle: lz4 still decodes, the checksum does not match
             fh.seek(len(saved) // 2)
             fh.write(b"\x00garbage\x00")
-        res = physical(run_playbook, now_iso())
+        res = physical(run_playbook, now_iso(), db_restore_physical_verify_record_dir=str(tmp_path / "none"))
         out = output(res)
         assert res.returncode != 0
         assert "pgbackrest verify found the repository damaged" in out, out[-3000:]
@@ -121,6 +147,86 @@ def test_verify_catches_a_corrupted_repository_file_and_the_restore_refuses(lab,
         assert live_state(lab)["started"] == before["started"]
     finally:
         victim.write_bytes(saved)
+
+
+def test_file_corrupted_after_the_recorded_verify_is_still_refused_before_the_switch(lab, stanza, run_playbook):
+    """The restore trusts the background verify's record (it runs no verify of its own), yet a file damaged after that
+    record stops it before any switch: the restore checks what it reads (the lz4 frame checksum here)."""
+    backup = newest_full(lab)
+    rec = wait_for_record(lab, backup.name)
+    assert rec["ok"] is True
+    before = live_state(lab)
+    victim = max((backup / "pg_data" / "base").rglob("*.lz4"), key=lambda p: p.stat().st_size)
+    saved = victim.read_bytes()
+    try:
+        with victim.open("r+b") as fh:
+            fh.seek(len(saved) // 2)
+            fh.write(b"\x00garbage\x00")
+        res = physical(run_playbook, now_iso())
+        out = output(res)
+        assert res.returncode != 0, out[-3000:]
+        assert "pgbackrest verify found" not in out     # the record was used: no verify ran
+        # with lz4 (the lab's and the role's default) the frame's content checksum stops it first
+        # ("lz4 error: ... ERROR_contentChecksum_invalid"); uncompressed, pgBackRest's own file checksum would
+        assert "checksum" in out.lower() and "Physical restore of backup set" in out, out[-3000:]
+        assert "The live cluster" in out and "is untouched" in out
+        st = json.loads(state_file(lab).read_text()) if state_file(lab).exists() else {}
+        assert st.get("status") != "switched"
+        assert live_state(lab)["data_dir"] == before["data_dir"]
+        assert live_state(lab)["started"] == before["started"]
+    finally:
+        victim.write_bytes(saved)
+
+
+def restore_module(lab, run_playbook, tmp_path, label: str) -> tuple[object, dict]:
+    """agbotkit.dr.pgbackrest_restore alone (no switch): restore set `label` beside the live cluster."""
+    d, env = Path(lab["lab_dir"]), lab["env"]
+    out = tmp_path / "result.json"
+    pb = tmp_path / "restore.yml"
+    pb.write_text(f"""---
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - agbotkit.dr.pgbackrest_restore:
+        stanza: ag_botkit
+        config: {d}/pgbackrest/pgbackrest.conf
+        db_user: {env['PGUSER']}
+        pg_bin: {env['LAB_PG_BIN']}
+        data_dir: {d}/pg/data
+        restore_dir: {restore_dir(lab)}
+        state_file: {tmp_path}/state.json
+        port: {int(env['PGPORT']) + 1}
+        socket_dir: {d}/pg/run
+        set: {label}
+        verify_record_dir: {d}/pgbackrest/verified
+      register: r
+    - ansible.builtin.copy: {{content: "{{{{ r.verify | to_json }}}}", dest: {out}, mode: "0600"}}
+""")
+    res = run_playbook(pb)
+    return res, (json.loads(out.read_text()) if out.exists() else {})
+
+
+def test_recorded_verify_is_used_and_a_changed_manifest_is_verified_again(lab, stanza, run_playbook, tmp_path):
+    """A clean record for the set: no verify at restore. The record's manifest digest differs: verify runs again."""
+    backup = newest_full(lab)
+    wait_for_record(lab, backup.name)
+    res, verify = restore_module(lab, run_playbook, tmp_path, backup.name)
+    assert res.returncode == 0, output(res)[-3000:]
+    assert verify["source"] == "record" and f"backup set {backup.name} verified clean at" in verify["record"]
+    saved = record_file(lab).read_text()
+    rec = json.loads(saved)
+    rec["sets"][backup.name]["manifest_sha256"] = "0" * 64     # as if the manifest were rewritten after the verify
+    record_file(lab).write_text(json.dumps(rec))
+    try:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{lab['env']['LAB_PG_BIN']}/pg_ctl", "-D",
+                        str(restore_dir(lab)), "-m", "immediate", "stop"], check=False, capture_output=True)
+        shutil.rmtree(restore_dir(lab), ignore_errors=True)
+        res, verify = restore_module(lab, run_playbook, tmp_path, backup.name)
+        assert res.returncode == 0, output(res)[-3000:]
+        assert verify["source"] == "verify" and verify["ok"] is True
+        assert "changed since it was verified" in verify["record_problem"]
+    finally:
+        record_file(lab).write_text(saved)
 
 
 def test_target_before_the_oldest_backup_is_a_clear_error(lab, stanza, run_playbook):

@@ -144,4 +144,22 @@ def test_backup_age_filter():
     stale = r.backup_age(backups, "2026-12-01T15:00:03Z", 3600)
     assert not stale["ok"] and "backup schedule is not running" in stale["message"]
     assert not r.backup_age([], "2026-12-01T15:00:00Z", 3600)["ok"]
-    assert set(r.FilterModule().filters()) == {"archive_rpo", "backup_age"}
+    assert set(r.FilterModule().filters()) == {"archive_rpo", "backup_age", "rds_readiness",
+                                               "recovery_region_readiness", "route53_readiness"}
+
+
+def test_verify_record_covers_only_a_clean_verify_of_this_set_with_this_manifest():
+    clean = b.make_verify_record("ag_botkit", {"ok": True, "statuses": ["ok"], "problems": []},
+                                 {"20261201-120000F": "a" * 64}, T0, 25.5)
+    ok, why = b.record_covers(clean, "ag_botkit", "20261201-120000F", "a" * 64)
+    assert ok and "verified clean at 2026-12-01T12:20:00Z" in why
+    assert b.record_covers(clean, "ag_botkit", "20261201-120000F", "b" * 64) == (
+        False, "the manifest of backup set 20261201-120000F changed since it was verified (2026-12-01T12:20:00Z)")
+    assert not b.record_covers(clean, "ag_botkit", "20261201-130000F_20261201-131000I", "a" * 64)[0]
+    assert not b.record_covers(clean, "other", "20261201-120000F", "a" * 64)[0]
+    assert not b.record_covers(clean, "ag_botkit", "20261201-120000F", "")[0]
+    assert b.record_covers(None, "ag_botkit", "20261201-120000F", "a" * 64) == (False, "no recorded verification")
+    bad = {"ok": False, "statuses": ["error"], "problems": ["1 file(s) checksum invalid"]}
+    damaged = b.make_verify_record("ag_botkit", bad, {"20261201-120000F": "a" * 64}, T0, 25.5)
+    ok, why = b.record_covers(damaged, "ag_botkit", "20261201-120000F", "a" * 64)
+    assert not ok and "found the repository damaged: 1 file(s) checksum invalid" in why
