@@ -29,6 +29,9 @@ RECORD = "api.ag-botkit.example.com."
 # the lab's inventory; a developer running a private lab elsewhere may point this at a copy of it
 INVENTORY = os.environ.get("REGION_FAILOVER_INVENTORY", "inventories/lab")
 FAST = {"app_deploy_rollout_timeout": 8, "dr_verify_monitor_duration": 1}
+# a run that must get past the rollout check: wait longer for pods that a previous test's fault held back (the wait
+# ends as soon as every deployment is available)
+PAST_ROLLOUT = {**FAST, "app_deploy_rollout_timeout": 45}
 
 
 def _out(proc: subprocess.CompletedProcess) -> str:
@@ -156,7 +159,7 @@ def test_rtds_probe_failing_keeps_dns(run_playbook, aws, lab):
     the probe must pass."""
     primary = _dns_answer(aws)
     proc = run_with_fault_at(run_playbook, lab, PLAYBOOK, "Verify | Verify RTDS connectivity", "rtds.down",
-                             extra_vars=FAST, inventory=INVENTORY)
+                             extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     out = _out(proc)
     assert proc.returncode != 0, out[-3000:]
     assert "Region failover stopped in step verify: Failed to connect to RTDS ws://" in " ".join(out.split())
@@ -169,7 +172,7 @@ def test_failure_midway_then_rerun_resumes_to_clean_state(run_playbook, aws, lab
     # test left failed at verify, or starts one on a clean lab; either way it must stop at verify, with the steps
     # before it recorded as done
     proc = run_with_fault_at(run_playbook, lab, PLAYBOOK, "Verify | Verify RTDS connectivity", "rtds.stall",
-                             extra_vars=FAST, inventory=INVENTORY)
+                             extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     assert proc.returncode != 0
     assert "stopped in step verify" in _out(proc), _out(proc)[-3000:]
     state = json.loads((Path(lab["lab_dir"]) / "region_failover" / "region_failover.json").read_text())
@@ -177,7 +180,7 @@ def test_failure_midway_then_rerun_resumes_to_clean_state(run_playbook, aws, lab
     assert {"preflight", "infrastructure", "database", "applications"} <= set(state["completed"])
 
     # the same command again resumes and completes
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
+    proc = run_playbook(PLAYBOOK, extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     out = _out(proc)
     assert proc.returncode == 0, out[-3000:]
     assert f"Resuming {state['incident_id']}" in out
@@ -189,6 +192,6 @@ def test_failure_midway_then_rerun_resumes_to_clean_state(run_playbook, aws, lab
 
     # reference: a clean run on a reset lab ends in the same state as the resumed one
     _failback(run_playbook)
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
+    proc = run_playbook(PLAYBOOK, extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     assert proc.returncode == 0, _out(proc)[-3000:]
     assert _end_state(aws, lab, lab_env) == resumed
