@@ -1,8 +1,12 @@
 """Region failover (playbooks/region_failover.yml) against the lab: the faults of issue 4.
 
-Every test starts from and leaves the lab as seeded: the autouse `clean_lab` fixture runs playbooks/failback_lab.yml
-(DNS back on the primary, DR namespace/database/Terraform workspace removed, run state forgotten) before and after,
-and a test that deletes the DR snapshot copies puts them back with lab/aws_faults.py restore-snapshots.
+The module starts from and leaves the lab as seeded: playbooks/failback_lab.yml (DNS back on the primary, DR
+namespace/database/Terraform workspace removed, run state forgotten, then the lab's nightly backup and snapshot copy)
+runs once before the first test and once after the last. Between tests it runs only when a test needs a clean lab and
+the previous one left something behind (a failback costs minutes): check mode and a preflight stop change nothing.
+A test that deletes the DR snapshot copies puts them back with lab/aws_faults.py restore-snapshots.
+A fault that an earlier step would legitimately catch is turned on as the step under test starts
+(failover_faults.run_with_fault_at), so the test still proves that step's check.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from failover_faults import run_with_fault_at
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = "playbooks/region_failover.yml"
@@ -24,6 +29,9 @@ RECORD = "api.ag-botkit.example.com."
 # the lab's inventory; a developer running a private lab elsewhere may point this at a copy of it
 INVENTORY = os.environ.get("REGION_FAILOVER_INVENTORY", "inventories/lab")
 FAST = {"app_deploy_rollout_timeout": 8, "dr_verify_monitor_duration": 1}
+# a run that must get past the rollout check: wait longer for pods that a previous test's fault held back (the wait
+# ends as soon as every deployment is available)
+PAST_ROLLOUT = {**FAST, "app_deploy_rollout_timeout": 45}
 
 
 def _out(proc: subprocess.CompletedProcess) -> str:
@@ -38,13 +46,29 @@ def aws(lab):
     return client
 
 
-@pytest.fixture(autouse=True)
-def clean_lab(run_playbook):
+def _failback(run_playbook) -> None:
     proc = run_playbook(FAILBACK, inventory=INVENTORY)
     assert proc.returncode == 0, _out(proc)[-3000:]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def seeded_lab(run_playbook):
+    """The lab as seeded, once for the module, and again after it."""
+    _failback(run_playbook)
     yield
-    proc = run_playbook(FAILBACK, inventory=INVENTORY)
-    assert proc.returncode == 0, _out(proc)[-3000:]
+    _failback(run_playbook)
+
+
+@pytest.fixture
+def clean_lab(run_playbook, aws, lab):
+    """A lab with no trace of a failover: resets it only if the previous test left one."""
+    state = Path(lab["lab_dir"]) / "region_failover" / "region_failover.json"
+    if state.exists() or _dr_db(aws) is not None or _tf_resources(lab) or _dns_answer(aws) != _seeded_answer(lab):
+        _failback(run_playbook)
+
+
+def _seeded_answer(lab) -> str:
+    return json.loads((Path(lab["lab_dir"]) / "aws_seed.json").read_text())["route53"]["primary_target"]
 
 
 def _dns_answer(aws) -> str:
@@ -90,7 +114,7 @@ def _aws_faults(lab_env, *args: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_check_mode_changes_nothing(run_playbook, aws, lab):
+def test_check_mode_changes_nothing(clean_lab, run_playbook, aws, lab):
     before = _dns_answer(aws)
     proc = run_playbook(PLAYBOOK, "--check", inventory=INVENTORY)
     assert proc.returncode == 0, _out(proc)[-3000:]
@@ -100,7 +124,7 @@ def test_check_mode_changes_nothing(run_playbook, aws, lab):
     assert _tf_resources(lab) == []
 
 
-def test_no_snapshot_in_recovery_region_stops_in_preflight(run_playbook, aws, lab, lab_env):
+def test_no_snapshot_in_recovery_region_stops_in_preflight(clean_lab, run_playbook, aws, lab, lab_env):
     primary = _dns_answer(aws)
     _aws_faults(lab_env, "delete-snapshots", "--region", RECOVERY)
     try:
@@ -117,7 +141,7 @@ def test_no_snapshot_in_recovery_region_stops_in_preflight(run_playbook, aws, la
     assert _dns_answer(aws) == primary
 
 
-def test_rollout_never_available_fails_at_verify_naming_it(run_playbook, fault, aws):
+def test_rollout_never_available_fails_at_verify_naming_it(clean_lab, run_playbook, fault, aws):
     primary = _dns_answer(aws)
     fault("k8s.rollout_stuck", {"deployments": ["rtds-client"], "clusters": ["ag-botkit-dr-eks"]})
     proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
@@ -128,45 +152,46 @@ def test_rollout_never_available_fails_at_verify_naming_it(run_playbook, fault, 
     assert _dns_answer(aws) == primary, "DNS must not be flipped when verify fails"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue #10 open: with pods that run, rtds.down makes the rtds-client pods unready, so the "
-    "run stops at the rollout (DNS kept) before the RTDS probe; the expected message must "
-    "change"))
-def test_rtds_probe_failing_keeps_dns(run_playbook, fault, aws):
+def test_rtds_probe_failing_keeps_dns(run_playbook, aws, lab):
+    """RTDS down fails the RTDS check, by name, and DNS is kept. rtds.down before the run would make the rtds-client
+    pods unready and stop the run at the rollout check first, so it is turned on as the RTDS probe starts. The run
+    resumes whatever the previous test left (a run failed at verify), or starts afresh: either way every step before
+    the probe must pass."""
     primary = _dns_answer(aws)
-    fault("rtds.down")
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
+    proc = run_with_fault_at(run_playbook, lab, PLAYBOOK, "Verify | Verify RTDS connectivity", "rtds.down",
+                             extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     out = _out(proc)
-    assert proc.returncode != 0
-    assert "stopped in step verify" in out
-    assert "Failed to connect to RTDS" in out
+    assert proc.returncode != 0, out[-3000:]
+    assert "Region failover stopped in step verify: Failed to connect to RTDS ws://" in " ".join(out.split())
+    assert "the server rejected the websocket handshake" in out, out[-3000:]
     assert _dns_answer(aws) == primary
 
 
-def test_failure_midway_then_rerun_resumes_to_clean_state(run_playbook, fault, aws, lab, lab_env):
-    # reference: a clean run
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
-    assert proc.returncode == 0, _out(proc)[-3000:]
-    clean = _end_state(aws, lab, lab_env)
-    proc = run_playbook(FAILBACK, inventory=INVENTORY)
-    assert proc.returncode == 0, _out(proc)[-3000:]
-
-    # a run that fails at step 5 (verify), then the same command again
-    fault("rtds.stall")
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
+def test_failure_midway_then_rerun_resumes_to_clean_state(run_playbook, aws, lab, lab_env):
+    # a run that fails at step 5 (verify): the RTDS feed stalls as the probe starts. It resumes the run the previous
+    # test left failed at verify, or starts one on a clean lab; either way it must stop at verify, with the steps
+    # before it recorded as done
+    proc = run_with_fault_at(run_playbook, lab, PLAYBOOK, "Verify | Verify RTDS connectivity", "rtds.stall",
+                             extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     assert proc.returncode != 0
-    assert "stopped in step verify" in _out(proc)
+    assert "stopped in step verify" in _out(proc), _out(proc)[-3000:]
     state = json.loads((Path(lab["lab_dir"]) / "region_failover" / "region_failover.json").read_text())
     assert state["status"] == "failed"
     assert {"preflight", "infrastructure", "database", "applications"} <= set(state["completed"])
-    (Path(lab["lab_dir"]) / "faults" / "rtds.stall").unlink()
 
-    proc = run_playbook(PLAYBOOK, extra_vars=FAST, inventory=INVENTORY)
+    # the same command again resumes and completes
+    proc = run_playbook(PLAYBOOK, extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
     out = _out(proc)
     assert proc.returncode == 0, out[-3000:]
     assert f"Resuming {state['incident_id']}" in out
-    assert _end_state(aws, lab, lab_env) == clean
+    resumed = _end_state(aws, lab, lab_env)
     report = json.loads((ROOT / "reports" / state["incident_id"] / "region_failover.json").read_text())
     assert report["status"] == "completed"
     assert report["resumed"] in (True, "True", "true")
     assert report["rto_seconds"] and report["rpo_seconds"] is not None
+
+    # reference: a clean run on a reset lab ends in the same state as the resumed one
+    _failback(run_playbook)
+    proc = run_playbook(PLAYBOOK, extra_vars=PAST_ROLLOUT, inventory=INVENTORY)
+    assert proc.returncode == 0, _out(proc)[-3000:]
+    assert _end_state(aws, lab, lab_env) == resumed
