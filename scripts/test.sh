@@ -22,9 +22,10 @@ rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
 LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_trust.py
-        test_db_restore_physical.py test_backup_terraform.py"
+        test_db_restore_physical.py test_backup_terraform.py test_region_failover.py"
 LANE_A_MOLECULE="db_restore pitr"
-LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_awx_jobs.py"
+LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_awx_jobs.py
+        test_readiness.py"
 LANE_C_MOLECULE="cluster_recover security_breach"
 # Scenarios that are not run, each with its reason (printed by every run). Empty: every scenario runs in a lane.
 declare -A MOLECULE_NOT_RUN=(
