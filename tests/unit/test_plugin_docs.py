@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (ROOT / "plugins/modules").glob("*.py") if not p.stem.startswith("_"))
-FILTERS = ["backup_ids", "seconds_between", "k8s_backup", "awx_job_templates", "activity_review"]
+FILTERS = ["backup_ids", "seconds_between", "to_epoch", "step_durations", "rto_seconds", "rpo_seconds",
+           "recovery_figures", "restore_point", "k8s_backup", "awx_job_templates", "activity_review"]
 
 
 def doc(*args: str) -> subprocess.CompletedProcess:
