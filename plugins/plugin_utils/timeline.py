@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 
-from ansible_collections.agbotkit.dr.plugins.plugin_utils.timing import (  # noqa: F401  (re-exported)
+from ansible_collections.agbotkit.dr.plugins.plugin_utils.timing import (
     DEFAULT_RPO_OBJECTIVE,
     DEFAULT_RTO_OBJECTIVE,
     compute_rpo,
@@ -24,6 +24,11 @@ from ansible_collections.agbotkit.dr.plugins.plugin_utils.timing import (  # noq
     iso,
     parse_time,
 )
+
+# Re-exported: the callback reads times and figures through this module; they are computed in timing only.
+__all__ = ["DEFAULT_RPO_OBJECTIVE", "DEFAULT_RTO_OBJECTIVE", "compute_rpo", "compute_rto", "fmt_duration", "iso",
+           "parse_time", "PHASE_TAGS", "aggregate_phases", "phase_of", "worst_status", "render_svg", "render_markdown",
+           "phase_color", "render_html", "render_postmortem", "notify_figure", "merge_verified"]
 
 PHASE_TAGS = ("preflight", "act", "verify", "report")
 
