@@ -20,6 +20,7 @@ INTERNAL = {
     "ansible.builtin.include_vars", "ansible.builtin.validate_argument_spec", "ansible.builtin.meta",
     "ansible.builtin.fail", "ansible.builtin.copy", "ansible.builtin.template", "ansible.builtin.file",
     "ansible.builtin.slurp", "ansible.builtin.stat", "ansible.builtin.lineinfile", "ansible.builtin.set_stats",
+    "agbotkit.dr.run_state",   # the runbook's resume state: a local file, no service
     "set_fact", "assert", "debug", "include_tasks", "include_role", "meta", "fail", "copy", "file", "slurp", "stat",
 }
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / ".collections") not in sys.path:
+    sys.path.insert(0, str(ROOT / ".collections"))
+
+from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import with_vars_files  # noqa: E402
 
 
 class _Loader(yaml.SafeLoader):
@@ -14,6 +19,10 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def _load_text(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader plus !unsafe
 
 
 def load_yaml(path: Path):
@@ -36,7 +45,8 @@ def argspecs() -> dict:
 
 def playbooks() -> dict:
     return {
-        f"playbooks/{p.name}": (load_yaml(p) or [], p.read_text()) for p in sorted((ROOT / "playbooks").glob("*.yml"))
+        f"playbooks/{p.name}": with_vars_files(load_yaml(p) or [], p.read_text(), str(p.parent), _load_text)
+        for p in sorted((ROOT / "playbooks").glob("*.yml"))
     }
 
 

@@ -74,7 +74,7 @@ import time  # noqa: E402
 from ansible.plugins.callback import CallbackBase  # noqa: E402
 
 try:
-    from ansible_collections.agbotkit.dr.plugins.module_utils import _timeline as tl
+    from ansible_collections.agbotkit.dr.plugins.plugin_utils import timeline as tl
 except ImportError:  # pragma: no cover - only when the collection is not on the collections path
     tl = None
 
@@ -120,7 +120,7 @@ class CallbackModule(CallbackBase):
         self._failures = []
         self.disabled = tl is None
         if tl is None:
-            self._warn("incident_timeline: agbotkit.dr module_utils not importable; no report will be written")
+            self._warn("incident_timeline: agbotkit.dr plugin_utils not importable; no report will be written")
 
     # ------------------------------------------------------------------ helpers
     def _warn(self, msg):

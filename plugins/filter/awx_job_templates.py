@@ -9,7 +9,12 @@ import os
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import AwxConfigError, playbook_inputs, survey_spec
+from ansible_collections.agbotkit.dr.plugins.plugin_utils.awx import (
+    AwxConfigError,
+    playbook_inputs,
+    survey_spec,
+    with_vars_files,
+)
 
 
 def load_argspecs(root: str) -> dict:
@@ -25,9 +30,10 @@ def load_argspecs(root: str) -> dict:
 
 
 def load_playbook(root: str, path: str) -> tuple[list, str]:
-    with open(os.path.join(root, path), encoding="utf-8") as f:
+    full = os.path.join(root, path)
+    with open(full, encoding="utf-8") as f:
         text = f.read()
-    return yaml.safe_load(text) or [], text
+    return with_vars_files(yaml.safe_load(text) or [], text, os.path.dirname(full), yaml.safe_load)
 
 
 def awx_job_templates(templates, root, declared=None):

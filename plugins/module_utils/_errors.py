@@ -76,3 +76,9 @@ class HaltNotConfirmedError(KillSwitchError):
 
 class ResumeNotConfirmedError(KillSwitchError):
     """The bot says trading, but no new rows appeared within the settle period."""
+
+
+# --- Runbook ------------------------------------------------------------------------------
+
+class RunStateError(AgbotDrError):
+    """The run state file of a scenario cannot be read, understood or written."""

@@ -64,6 +64,27 @@ def role_entry_points(plays: list) -> list[tuple[str, str, set]]:
     return [(name.split(".")[-1], ep, fixed) for name, ep, fixed in found if name]
 
 
+def with_vars_files(plays: list, text: str, base_dir: str, load) -> tuple[list, str]:
+    """A playbook's plays with their ``vars_files`` merged into ``vars`` (a play's own vars win), and its text
+    followed by those files' text: what the playbook sets and reads, wherever it is written."""
+    import os
+
+    out = []
+    for play in plays or []:
+        if isinstance(play, dict) and play.get("vars_files"):
+            merged: dict = {}
+            for name in play["vars_files"]:
+                path = os.path.join(base_dir, name)
+                with open(path, encoding="utf-8") as handle:
+                    body = handle.read()
+                text += "\n" + body
+                merged.update(load(body) or {})
+            out.append(dict(play, vars=dict(merged, **(play.get("vars") or {}))))
+        else:
+            out.append(play)
+    return out, text
+
+
 def play_vars(plays: list) -> set:
     """Variables a playbook's plays define themselves (``vars:``): never an input."""
     names: set = set()

@@ -13,7 +13,7 @@ _COLLECTIONS = Path(__file__).resolve().parents[2] / ".collections"
 if str(_COLLECTIONS) not in sys.path:  # the collection is importable from the checkout's collections path
     sys.path.insert(0, str(_COLLECTIONS))
 
-from ansible_collections.agbotkit.dr.plugins.module_utils import _timeline as tl  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.plugin_utils import timeline as tl  # noqa: E402
 
 T0 = 1735725600.0  # 2025-01-01T10:00:00Z
 

@@ -18,11 +18,7 @@ FILTER_DIR = ROOT / "plugins/filter"
 MODULES = sorted(p.stem for p in (ROOT / "plugins/modules").glob("*.py") if not p.stem.startswith("_"))
 
 # Filters left out of the doc checks, by name, each with why; delete an entry to check that filter again.
-EXCLUDED = {
-    # timing.py is being rewritten (issue #14, another helper); its filters get their sidecars with the rewrite
-    "seconds_between": "plugins/filter/timing.py is being rewritten (#14); re-include with its sidecar",
-    "step_durations": "plugins/filter/timing.py is being rewritten (#14); re-include with its sidecar",
-}
+EXCLUDED: dict[str, str] = {}
 
 # ansible-doc reads a filter's sidecar (plugins/filter/NAME.yml) only when the .py file that defines the filter has
 # no DOCUMENTATION (ansible/utils/plugin_docs.py get_plugin_docs tries the adjacent file only when the .py has none),

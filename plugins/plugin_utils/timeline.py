@@ -4,21 +4,33 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Pure logic of the incident stopwatch (controller side only, no Ansible imports).
 
-Used by the ``agbotkit.dr.incident_timeline`` callback: time parsing, RTO/RPO figures,
-phase aggregation, and rendering of ``timeline.json``, ``report.md``, ``report.html``
-(with an inline SVG chart) and ``postmortem.md``. Everything here takes plain data and
-returns plain data or text, so it is unit tested without running Ansible.
+Used by the ``agbotkit.dr.incident_timeline`` callback: phase aggregation, and rendering of
+``timeline.json``, ``report.md``, ``report.html`` (with an inline SVG chart) and ``postmortem.md``.
+Everything here takes plain data and returns plain data or text, so it is unit tested without
+running Ansible. Time parsing and the RTO/RPO figures live in ``timing`` (one place for the
+collection) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
-import re
+
+from ansible_collections.agbotkit.dr.plugins.plugin_utils.timing import (
+    DEFAULT_RPO_OBJECTIVE,
+    DEFAULT_RTO_OBJECTIVE,
+    compute_rpo,
+    compute_rto,
+    fmt_duration,
+    iso,
+    parse_time,
+)
+
+# Re-exported: the callback reads times and figures through this module; they are computed in timing only.
+__all__ = ["DEFAULT_RPO_OBJECTIVE", "DEFAULT_RTO_OBJECTIVE", "compute_rpo", "compute_rto", "fmt_duration", "iso",
+           "parse_time", "PHASE_TAGS", "aggregate_phases", "phase_of", "worst_status", "render_svg", "render_markdown",
+           "phase_color", "render_html", "render_postmortem", "notify_figure", "merge_verified"]
 
 PHASE_TAGS = ("preflight", "act", "verify", "report")
-DEFAULT_RTO_OBJECTIVE = 14400
-DEFAULT_RPO_OBJECTIVE = 3600
 
 # Names of the facts the incident role and the scenarios set (the contract with the callback).
 FACT_INCIDENT = "incident_timeline"
@@ -27,69 +39,6 @@ FACT_VERIFIED = "incident_timeline_verified"
 FACT_WARNING = "incident_timeline_warning"
 
 _STATUS_RANK = {"skipped": 0, "ok": 1, "changed": 2, "ignored": 3, "rescued": 3, "failed": 4, "unreachable": 5}
-
-_ISO_RE = re.compile(
-    r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
-)
-
-
-def parse_time(value):
-    """Return epoch seconds (float) for an epoch number or an ISO 8601 string; None if unusable.
-
-    Accepts ``2025-01-01T10:00:00Z``, ``2025-01-01 10:00:00.123+00``, ``...+02:00``, epoch
-    ints/floats and numeric strings. A time without a zone is taken as UTC.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
-        return value.timestamp()
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    match = _ISO_RE.match(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second, frac, zone = match.groups()
-    micro = int((frac or "0")[:6].ljust(6, "0"))
-    tz = _dt.timezone.utc
-    if zone and zone not in ("Z", "z", "UTC"):
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        tz = _dt.timezone(sign * offset)
-    try:
-        moment = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz)
-    except ValueError:
-        return None
-    return moment.timestamp()
-
-
-def iso(epoch, precise=False):
-    """ISO 8601 UTC text for epoch seconds (None stays None)."""
-    if epoch is None:
-        return None
-    moment = _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc)
-    if precise:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fmt_duration(seconds):
-    """``H:MM:SS`` (negative values get a leading minus; None gives 'n/a')."""
-    if seconds is None:
-        return "n/a"
-    sign = "-" if seconds < 0 else ""
-    total = int(round(abs(seconds)))
-    return "%s%d:%02d:%02d" % (sign, total // 3600, (total % 3600) // 60, total % 60)
 
 
 def phase_of(tags, play_name):
@@ -108,55 +57,6 @@ def worst_status(statuses):
         if best is None or _STATUS_RANK.get(status, 1) > _STATUS_RANK.get(best, 1):
             best = status
     return best or "ok"
-
-
-def _objective(value, default):
-    try:
-        value = int(value)
-    except (TypeError, ValueError):
-        return default
-    return value if value > 0 else default
-
-
-def compute_rto(incident, run_end, objective=DEFAULT_RTO_OBJECTIVE):
-    """RTO = declared -> resolved. Open incidents report the time elapsed so far (status 'open')."""
-    incident = incident or {}
-    objective = _objective(incident.get("rto_objective"), objective)
-    declared = parse_time(incident.get("declared_epoch", incident.get("declared_at")))
-    resolved = parse_time(incident.get("resolved_epoch", incident.get("resolved_at")))
-    out = {"objective": objective, "declared_at": iso(declared), "resolved_at": iso(resolved),
-           "seconds": None, "status": "unknown", "met": None}
-    if declared is None:
-        return out
-    end = resolved if resolved is not None else run_end
-    if end is None:
-        return out
-    seconds = max(0.0, end - declared)
-    out["seconds"] = round(seconds, 3)
-    out["met"] = seconds <= objective
-    if resolved is None:
-        out["status"] = "open"
-    else:
-        out["status"] = "met" if out["met"] else "missed"
-    return out
-
-
-def compute_rpo(incident, recovered_data_time, objective=DEFAULT_RPO_OBJECTIVE):
-    """RPO = incident time - newest data point the recovery restored (data lost, never negative)."""
-    incident = incident or {}
-    objective = _objective(incident.get("rpo_objective"), objective)
-    started = parse_time(incident.get("incident_epoch", incident.get("incident_time")))
-    recovered = parse_time(recovered_data_time)
-    out = {"objective": objective, "incident_time": iso(started), "recovered_data_time": iso(recovered),
-           "seconds": None, "raw_seconds": None, "status": "not reported", "met": None}
-    if started is None or recovered is None:
-        return out
-    raw = started - recovered
-    out["raw_seconds"] = round(raw, 3)
-    out["seconds"] = round(max(0.0, raw), 3)
-    out["met"] = out["seconds"] <= objective
-    out["status"] = "met" if out["met"] else "missed"
-    return out
 
 
 def aggregate_phases(tasks, run_start, run_end):

@@ -1,0 +1,137 @@
+"""Resume state of a scenario run: plugins/module_utils/_run_state.py and the agbotkit.dr.run_state module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_COLLECTIONS = ROOT / ".collections"
+if str(_COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(_COLLECTIONS))
+
+from ansible_collections.agbotkit.dr.plugins.module_utils import _run_state as rs  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, RunStateError  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.modules import run_state as mod  # noqa: E402
+
+T0 = 1735725600.0  # 2025-01-01T10:00:00Z
+
+
+def params(path, **kw):
+    base = {"path": str(path), "state": "started", "mode": "failover", "step": None, "incident_id": None,
+            "preexisting": None}
+    base.update(kw)
+    return base
+
+
+def test_a_first_run_starts_fresh_and_is_saved_private(tmp_path):
+    path = tmp_path / "work" / "rf.json"
+    res = mod.run(params(path), False, T0)
+    assert res["resumed"] is False and res["changed"] is False
+    saved = json.loads(path.read_text())
+    assert saved == res["run_state"]
+    assert (saved["declared_at"], saved["status"], saved["completed"], saved["mode"]) == (
+        "2025-01-01T10:00:00Z", "running", [], "failover")
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize("status, mode, resumed", [
+    ("running", "failover", True), ("failed", "failover", True),
+    ("completed", "failover", False),       # a finished run is never resumed
+    ("failed", "drill", False),             # nor a run of another mode
+])
+def test_only_an_unfinished_run_of_the_same_mode_is_resumed(tmp_path, status, mode, resumed):
+    path = tmp_path / "rf.json"
+    prev = dict(rs.new_state(mode, T0), incident_id="INC-1", completed=["preflight"], status=status)
+    rs.save(str(path), prev)
+    res = mod.run(params(path), False, T0 + 100)
+    assert res["resumed"] is resumed
+    state = res["run_state"]
+    if resumed:
+        assert (state["incident_id"], state["completed"], state["declared_epoch"], state["status"]) == (
+            "INC-1", ["preflight"], T0, "running")
+    else:
+        assert (state["incident_id"], state["completed"], state["declared_epoch"]) == ("", [], T0 + 100)
+
+
+def test_steps_are_marked_once_in_order_with_their_times(tmp_path):
+    path = tmp_path / "rf.json"
+    mod.run(params(path), False, T0)
+    first = mod.run(params(path, state="step_done", step="preflight"), False, T0 + 20)
+    again = mod.run(params(path, state="step_done", step="preflight"), False, T0 + 30)
+    mod.run(params(path, state="step_done", step="database"), False, T0 + 50)
+    state = json.loads(path.read_text())
+    assert first["step_marked"] is True and again["step_marked"] is False
+    assert state["completed"] == ["preflight", "database"]
+    assert [(p["step"], p["started"], p["seconds"]) for p in state["phases"]] == [
+        ("preflight", "2025-01-01T10:00:00Z", 20.0), ("database", "2025-01-01T10:00:20Z", 30.0)]
+
+
+def test_a_resumed_run_does_not_count_the_time_between_runs(tmp_path):
+    path = tmp_path / "rf.json"
+    mod.run(params(path), False, T0)
+    mod.run(params(path, state="step_done", step="preflight"), False, T0 + 10)
+    mod.run(params(path, state="failed"), False, T0 + 15)
+    mod.run(params(path), False, T0 + 3600)
+    mod.run(params(path, state="step_done", step="database"), False, T0 + 3625)
+    assert json.loads(path.read_text())["phases"][-1]["seconds"] == 25.0
+
+
+def test_incident_and_preexisting_are_recorded_once(tmp_path):
+    path = tmp_path / "rf.json"
+    mod.run(params(path, incident_id="INC-1"), False, T0)
+    mod.run(params(path, state="step_done", step="preflight", preexisting={"rds": False}), False, T0 + 1)
+    mod.run(params(path, state="failed"), False, T0 + 2)
+    res = mod.run(params(path, incident_id="INC-2", state="started"), False, T0 + 3)
+    res = mod.run(params(path, state="step_done", step="infra", preexisting={"rds": True}), False, T0 + 4)
+    assert res["run_state"]["incident_id"] == "INC-1" and res["run_state"]["preexisting"] == {"rds": False}
+
+
+def test_status_completed_and_failed(tmp_path):
+    path = tmp_path / "rf.json"
+    mod.run(params(path), False, T0)
+    assert mod.run(params(path, state="completed"), False, T0 + 1)["run_state"]["status"] == "completed"
+    with pytest.raises(RunStateError):
+        rs.finish({}, "done", T0)
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    path = tmp_path / "rf.json"
+    res = mod.run(params(path), True, T0)
+    assert res["run_state"]["status"] == "running" and not path.exists()
+
+
+def test_marking_a_step_without_a_started_run_is_refused(tmp_path):
+    with pytest.raises(AgbotDrError, match="start the run"):
+        mod.run(params(tmp_path / "rf.json", state="step_done", step="dns"), False, T0)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"completed": "preflight"}'])
+def test_a_file_that_is_not_a_run_state_is_an_error_not_a_fresh_start(tmp_path, content):
+    path = tmp_path / "rf.json"
+    path.write_text(content)
+    with pytest.raises(RunStateError, match="move it away"):
+        mod.run(params(path), False, T0)
+    assert path.read_text() == content
+
+
+def test_the_module_runs_under_ansible_with_its_argument_spec(tmp_path):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    path = tmp_path / "rf.json"
+
+    def adhoc(args):
+        return subprocess.run([str(ROOT / ".venv/bin/ansible"), "localhost", "-m", "agbotkit.dr.run_state", "-a", args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120)
+
+    ok = adhoc(f"path={path} mode=drill")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(path.read_text())["mode"] == "drill"
+    missing = adhoc(f"path={path} state=step_done")
+    assert missing.returncode != 0 and "step" in missing.stdout
+    wrong = adhoc(f"path={path} state=finished")
+    assert wrong.returncode != 0 and "value of state must be one of" in wrong.stdout
