@@ -233,7 +233,7 @@ def main():
             out["verify"] = res
             if manifests is not None:
                 out["record"] = write_record(p, make_verify_record(p["stanza"], res, manifests, started,
-                                                                    out["seconds"]))
+                                                                   out["seconds"]))
             if rc != 0 or not res["ok"]:
                 raise PgBackRestError(
                     "pgbackrest verify found the repository of stanza %s damaged (exit %s, status %s%s%s): do not "

@@ -358,7 +358,10 @@ def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, sta
 
 
 def test_readiness_reports_a_failing_archive_command(lab, stanza, run_playbook, fault):
-    checks = {"readiness_checks": ["wal_archive", "pgbackrest", "kill_switch"], "dr_incident_enabled": False}
+    # this lab's own report folder (lanes run side by side in one checkout and share reports/)
+    report_dir = Path(lab["lab_dir"]).resolve() / "readiness-reports"
+    checks = {"readiness_checks": ["wal_archive", "pgbackrest", "kill_switch"], "dr_incident_enabled": False,
+              "readiness_report_dir": str(report_dir)}
     res = run_playbook("playbooks/readiness.yml", extra_vars=checks)
     assert res.returncode == 0, output(res)[-3000:]
     fault("pg.archive_fail")
@@ -376,7 +379,7 @@ def test_readiness_reports_a_failing_archive_command(lab, stanza, run_playbook, 
     out = output(res)
     assert res.returncode != 0
     assert "Readiness failed (wal_archive)" in out and "archive_command is failing" in out, out[-3000:]
-    report = json.loads(sorted((ROOT / "reports").glob("readiness-*.json"))[-1].read_text())
+    report = json.loads(sorted(report_dir.glob("readiness-*.json"))[-1].read_text())
     wal = next(c for c in report["checks"] if c["check"] == "wal_archive")
     assert wal["ok"] is False and wal["failing"] is True and wal["seconds"] is not None
 

@@ -10,6 +10,7 @@ and a Terraform workspace (rdtest, no EKS cluster) applied so that it plans with
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,8 +42,13 @@ def client(lab, service, region="us-east-1"):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+# this lab's own report folder: make test runs lanes side by side in one checkout, and another lane's readiness
+# run (test_db_restore_physical) writing to the shared reports/ would be "the newest report" here
+REPORT_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab")).resolve() / "readiness-reports"
+
+
 def newest_report() -> dict:
-    return json.loads(sorted((ROOT / "reports").glob("readiness-*.json"))[-1].read_text())
+    return json.loads(sorted(REPORT_DIR.glob("readiness-*.json"))[-1].read_text())
 
 
 def copy_newest_dump(lab) -> str:
@@ -75,14 +81,16 @@ def ready(lab, run_playbook):
     res = run_playbook("tests/integration/playbooks/readiness_tf.yml", "--skip-tags", "verify")
     assert res.returncode == 0, output(res)[-3000:]
     print(f"readiness fixture: {time.time() - t0:.1f} s")
-    yield {"dr_incident_enabled": False, "readiness_terraform_workspace": "rdtest",
-           "readiness_terraform_state_dir": f"{lab['lab_dir']}/terraform_rd", "readiness_terraform_variables": TF_VARS}
+    yield {"dr_incident_enabled": False, "readiness_report_dir": str(REPORT_DIR),
+           "readiness_terraform_workspace": "rdtest", "readiness_terraform_state_dir": f"{lab['lab_dir']}/terraform_rd",
+           "readiness_terraform_variables": TF_VARS}
     res = run_playbook("tests/integration/playbooks/readiness_tf.yml", "--skip-tags", "verify",
                        extra_vars={"rd_tf_state": "absent"})
     assert res.returncode == 0, output(res)[-3000:]
 
 
-QUIET = {"dr_incident_enabled": False}   # the fault tests that need nothing of the fixture
+# the fault tests that need nothing of the fixture
+QUIET = {"dr_incident_enabled": False, "readiness_report_dir": str(REPORT_DIR)}
 
 
 def run_failing(run_playbook, ready, checks, **extra):
