@@ -34,14 +34,28 @@ LANES=${TEST_LANES:-static lab-a lab-b lab-c}
 
 stamp() { printf '[test %s +%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T0)) "$*"; }
 
-# step NAME CMD...: run, time, and record one stage of a lane (in the lane's log)
+# cpu_now: CPU seconds (user + sys) of the finished children of this shell, in CPU (run it in the lane's shell, never
+# in $(...): a subshell has its own, empty, count). Lab services are daemons, not children: their CPU is not in it.
+cpu_now() {
+  local f=$ROOT/artifacts/lanes/.times.$BASHPID
+  times > "$f"
+  CPU=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+                       printf "%d", t }' "$f")
+  rm -f "$f"
+}
+
+# step NAME CMD...: run, time (wall and CPU seconds), and record one stage of a lane (in the lane's log)
 step() {
   local name=$1; shift
-  local t=$SECONDS rc=0
+  local t=$SECONDS rc=0 c0
+  cpu_now; c0=$CPU
   printf '\n=== %s ===\n' "$name"
   "$@" || rc=$?
-  printf '=== %s: %s in %d s ===\n' "$name" "$([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)")" $((SECONDS - t))
-  printf '%-34s %-8s %5d s\n' "$name" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" $((SECONDS - t)) >> "$STAGES"
+  cpu_now
+  printf '=== %s: %s in %d s (CPU %d s) ===\n' "$name" "$([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)")" \
+    $((SECONDS - t)) $((CPU - c0))
+  printf '%-34s %-8s %5d s wall %5d s CPU\n' "$name" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" $((SECONDS - t)) \
+    $((CPU - c0)) >> "$STAGES"
   return $rc
 }
 
@@ -166,11 +180,14 @@ for name in $LANES; do
   cat "artifacts/lanes/$name.log"
 done
 
-printf '\n################ stages ################\n'
+cpu_now
+printf '\n################ stages (wall and CPU seconds of each stage) ################\n'
 for name in $LANES; do
   printf -- '--- lane %s (%s)\n' "$name" "$([[ ${rc[$name]} == 0 ]] && echo passed || echo FAILED)"
   cat "artifacts/lanes/$name.stages"
 done
+printf 'all lanes: %d s wall, %d s CPU (the test processes; the labs'"'"' services are not counted): %.1f cores busy\n' \
+  $((SECONDS - T0)) "$CPU" "$(awk -v c="$CPU" -v w=$((SECONDS - T0 + 1)) 'BEGIN { printf "%.1f", c / w }')"
 # one summary line over every pytest run (the last line of the output)
 "$V/python" - "$((SECONDS - T0))" "$status" artifacts/junit-*.xml <<'PY'
 import sys
