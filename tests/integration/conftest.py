@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,24 @@ def lab_env(lab) -> dict:
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
     return env
+
+
+def _written_report(out: str, prefix: str) -> dict:
+    """The JSON report a playbook run says it wrote (its output names "<dir>/<prefix>-<time>.json").
+
+    Never "the newest file in reports/": the lanes of `make test` share the checkout's reports/ folder, so the newest
+    file may be another lab's run.
+    """
+    found = re.findall(r"([\w./-]*/" + re.escape(prefix) + r"-\d{8}T\d{6}Z\.json)", out)
+    assert found, f"the run names no {prefix}-<time>.json report:\n{out[-3000:]}"
+    path = Path(found[-1])
+    return json.loads((path if path.is_absolute() else ROOT / path).read_text())
+
+
+@pytest.fixture(scope="session")
+def written_report():
+    """written_report(output, "db_restore") -> the report that run wrote (see _written_report)."""
+    return _written_report
 
 
 def _fault_path(name: str) -> Path:

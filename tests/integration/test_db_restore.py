@@ -316,7 +316,7 @@ def test_restore_without_confirmation_stops_before_the_swap(lab, run_playbook, b
     assert {k: v for k, v in after.items() if k != "databases"} == {k: v for k, v in before.items() if k != "databases"}
 
 
-def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playbook, backup):
+def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playbook, backup, written_report):
     kill_switch(lab, "reset")
     with pg(lab) as c:
         c.execute(f"COMMENT ON DATABASE {DB} IS NULL")  # whatever ran before, the live db is not this backup's
@@ -327,8 +327,7 @@ def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playb
     assert res.returncode == 0, output(res)[-3000:]
     state = requests.get(f"{lab['env']['LAB_MINIBOT_URL']}/api/kill-switch", timeout=5).json()
     assert state["state"] == "trading"
-    reports = sorted(Path(ROOT / "reports").glob("db_restore-*.json"))
-    report = json.loads(reports[-1].read_text())
+    report = written_report(output(res), "db_restore")
     assert report["backup_id"] == backup["id"] and report["swapped"] is True and report["verified"] is True
     assert float(report["data_loss_window_seconds"]) > 0
     assert set(report["step_seconds"]) >= {"assess", "kill_switch", "fetch", "restore", "verify", "swap"}

@@ -303,7 +303,7 @@ def test_switch_refuses_a_restore_not_recorded_as_verified(lab, stanza, run_play
     assert "recorded as 'ready', not verified: refusing to switch" in output(res), output(res)[-2000:]
 
 
-def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, stanza, run_playbook):
+def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, stanza, run_playbook, written_report):
     """The bot trades, a bad deploy rewrites rows at T, restore to T: rows before T as they were, none after T."""
     kill_switch(lab, "reset")
     time.sleep(2)
@@ -321,8 +321,7 @@ def test_pitr_to_before_a_bad_deploy_switches_and_the_lab_keeps_working(lab, sta
     wall = time.monotonic() - t0
     out = output(res)
     assert res.returncode == 0, out[-4000:]
-    report = sorted((ROOT / "reports").glob("db_restore-*.json"))[-1]
-    result = json.loads(report.read_text())
+    result = written_report(out, "db_restore")
     assert result["path"] == "physical" and result["swapped"] is True and result["verified"] is True
     kept = Path(result["old_data_dir_kept_as"])
     assert kept.is_dir() and (kept / "PG_VERSION").exists()
@@ -384,12 +383,12 @@ def test_readiness_reports_a_failing_archive_command(lab, stanza, run_playbook, 
     assert wal["ok"] is False and wal["failing"] is True and wal["seconds"] is not None
 
 
-def test_backup_verify_rehearses_the_physical_path_and_times_it(lab, stanza, run_playbook):
+def test_backup_verify_rehearses_the_physical_path_and_times_it(lab, stanza, run_playbook, written_report):
     before = live_state(lab)
     res = run_playbook("playbooks/backup_verify.yml", extra_vars={"backup_verify_paths": ["physical"]})
     out = output(res)
     assert res.returncode == 0, out[-3000:]
-    report = json.loads(sorted((ROOT / "reports").glob("backup_verify_physical-*.json"))[-1].read_text())
+    report = written_report(out, "backup_verify_physical")
     assert report["ok"] is True and report["tables"] >= 5 and report["repository_verified"] is True
     assert set(report["module_seconds"]) >= {"verify", "restore", "replay"} and report["step_seconds"]["restore"] > 0
     assert not (Path(lab["lab_dir"]) / "pg" / "data.rehearsal").exists()

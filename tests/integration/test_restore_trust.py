@@ -116,7 +116,7 @@ def drop_leftover_restores(lab):
 # --------------------------------------------------------------------------- case 1 and 2: the live database
 
 
-def test_case1_redamage_is_restored_and_rows_written_since_are_kept(lab, run_playbook, backup):
+def test_case1_redamage_is_restored_and_rows_written_since_are_kept(lab, run_playbook, backup, written_report):
     bid, m = backup["id"], backup["manifest"]
     wm = m["tables"]["public.fills"]["max_time"]
     res = restore(run_playbook, bid, db_restore_confirm=DB, db_restore_resume_trading=True)
@@ -138,7 +138,7 @@ def test_case1_redamage_is_restored_and_rows_written_since_are_kept(lab, run_pla
         assert "differs from backup" in out and "public.fills" in out and "7 row(s) missing" in out
         assert "would lose" in out  # what the bot wrote since the first restore
         assert fills_upto(lab, wm) == m["tables"]["public.fills"]["rows"]  # repaired
-        report = json.loads(sorted((ROOT / "reports").glob("db_restore-*.json"))[-1].read_text())
+        report = written_report(out, "db_restore")
         assert report["verified"] is True and report["swapped"] is True
         assert report["compared"]["tables"] == len(m["tables"]) and report["compared"]["checksum_tables"] > 0
     finally:
