@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 
 

@@ -15,7 +15,7 @@ child of this script), so that machines of different speed and load can be compa
 it prints figures and writes artifacts/bench_pitr.json. It switches the lab's cluster (the old data directory,
 kept by the switch, is removed at the end); the lab stays usable.
 
-  .venv/bin/python bench/bench_pitr.py [--trade-seconds 20] [--keep-work]
+  .venv/bin/python dev/bench/bench_pitr.py [--trade-seconds 20] [--keep-work]
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ def main(argv=None) -> int:
     env = lab.pg_env()
 
     if not args.any_scale and br.at_bench_scale(lab) is None:
-        br.say("reseeding ag_botkit at bench scale (lab/seed_db.py --reset --scale bench; ~1.5 min)")
+        br.say("reseeding ag_botkit at bench scale (dev/lab/seed_db.py --reset --scale bench; ~1.5 min)")
         kill_switch(lab, "trigger")
-        br.run([str(br.VENV_BIN / "python"), "lab/seed_db.py", "--reset", "--scale", "bench"], env, log)
+        br.run([str(br.VENV_BIN / "python"), "dev/lab/seed_db.py", "--reset", "--scale", "bench"], env, log)
     size = br.counts_and_size(lab)
     br.say(f"database {size['size_mb']} MB, rows {size['counts']}")
     br.say("pgBackRest configured and archiving (playbooks/pgbackrest.yml, untimed)")

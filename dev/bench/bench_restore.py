@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: DR plan §2's manual restore (A) against agbotkit.dr's (B), on the same data, in one run.
 
-    LAB_DIR=... .venv/bin/python bench/bench_restore.py [--rounds N] [--keep-work]
+    LAB_DIR=... .venv/bin/python dev/bench/bench_restore.py [--rounds N] [--keep-work]
     make bench                      # the same, after make lab-up (BENCH_ROUNDS=N to change the rounds)
 
 A, the plan's path, exactly as DR_PLAN.md §2 / "Manual Backup Creation" run it, against the lab:
@@ -14,7 +14,7 @@ B, ours, as Ansible runs it:
     dump    ansible-playbook playbooks/backup.yml (db_dump: -Fd, jobs, compress, manifest with checksums read in
             the dump's snapshot, sha256 of every artifact) with S3 upload, Kubernetes and Terraform switched off by
             the role's own variables;
-    restore/verify/swap  ansible-playbook bench/b_restore.yml: db_restore.yml's task files load.yml (db_load:
+    restore/verify/swap  ansible-playbook dev/bench/b_restore.yml: db_restore.yml's task files load.yml (db_load:
             sha256 check, parallel pg_restore into a new database, ANALYZE), verify.yml (db_integrity: every table,
             counts, max(time), schema hash, amcheck heap + B-tree; checksums off) and swap.yml (db_swap), with the
             role's defaults and -e db_restore_confirm=ag_botkit. S3 download is excluded, as on A's side.
@@ -44,7 +44,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 LIVE_DB = "ag_botkit"
 PLAN_DB = "ag_botkit_plan"          # A's copy of the live database
@@ -372,7 +372,7 @@ def playbook(args: list[str], env: dict, log: Path) -> float:
 
 
 def bench_playbook(args: list[str], env: dict, log: Path) -> tuple[float, dict]:
-    """Run bench/b_restore.yml; (wall seconds, the dict its last task printed after BENCH_RESULT)."""
+    """Run dev/bench/b_restore.yml; (wall seconds, the dict its last task printed after BENCH_RESULT)."""
     start = log.stat().st_size if log.exists() else 0
     wall = playbook(args, dict(env, ANSIBLE_CALLBACK_RESULT_FORMAT="json"), log)
     with open(log, "rb") as fh:
@@ -405,7 +405,7 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     # restore, verify (counts + amcheck), swap: one run, split at the role's own step clock
     c0 = meter.total()
     try:
-        wall, res = bench_playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+        wall, res = bench_playbook(["dev/bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
                                     "-e", f"bench_work_dir={backups}", "-e", "db_restore_checksums=false",
                                     "-e", f"db_restore_confirm={LIVE_DB}"], env, log)
     except BenchError:
@@ -429,7 +429,7 @@ def path_b(lab: Lab, work: Path, log: Path, meter: CpuMeter, round_no: int) -> d
     # untimed: the swapped-in database's first VACUUM, so that autovacuum does not run into what comes next
     settle(lab, vacuum=True)
     # verify WITH checksums: the same task file, on the swapped-in database (the same restored data)
-    cs_wall, cs = bench_playbook(["bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
+    cs_wall, cs = bench_playbook(["dev/bench/b_restore.yml", "-e", f"bench_backup_id={backup_id}",
                                   "-e", f"bench_work_dir={backups}", "-e", '{"bench_phases": ["verify"]}',
                                   "-e", f"bench_target={LIVE_DB}", "-e", "db_restore_checksums=true"], env, log)
     if not cs["verify"]["ok"]:
@@ -595,8 +595,8 @@ def main(argv=None) -> int:
     try:
         info = at_bench_scale(lab)
         if info is None:
-            say("reseeding ag_botkit at bench scale (lab/seed_db.py --reset --scale bench; ~1.5 min)")
-            run([str(VENV_BIN / "python"), "lab/seed_db.py", "--reset", "--scale", "bench"], lab.pg_env(), log)
+            say("reseeding ag_botkit at bench scale (dev/lab/seed_db.py --reset --scale bench; ~1.5 min)")
+            run([str(VENV_BIN / "python"), "dev/lab/seed_db.py", "--reset", "--scale", "bench"], lab.pg_env(), log)
             info = at_bench_scale(lab)
             if info is None:
                 raise BenchError("the database is still not at bench scale after seeding; see " + str(log))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profile of the restore benchmark's parts: where B's time goes and which knobs move it.
 
-    LAB_DIR=... .venv/bin/python bench/profile.py [--reps N]      (writes artifacts/bench_profile.json)
+    LAB_DIR=... .venv/bin/python dev/bench/profile.py [--reps N]      (writes artifacts/bench_profile.json)
 
 Each variant runs --reps times, interleaved with the others, on ag_botkit with the bot halted (the kill switch is
 triggered and restored as in bench_restore.py); medians of wall and CPU seconds (the lab's PostgreSQL plus the

@@ -1,12 +1,13 @@
-"""Data faults on the lab's AWS (and switches for the request faults of lab/services/aws_server.py).
+"""Data faults on the lab's AWS (and switches for the request faults of dev/lab/services/aws_server.py).
 
-    .venv/bin/python lab/aws_faults.py corrupt-object --bucket ag-botkit-backups --key database/x.sql.gz --mode truncate
-    .venv/bin/python lab/aws_faults.py restore-object --bucket ag-botkit-backups --key database/x.sql.gz
-    .venv/bin/python lab/aws_faults.py delete-snapshots --region us-west-2
-    .venv/bin/python lab/aws_faults.py restore-snapshots --region us-west-2
-    .venv/bin/python lab/aws_faults.py on aws.throttle --service rds --count 3     # request faults: file switches
-    .venv/bin/python lab/aws_faults.py off aws.throttle
-    .venv/bin/python lab/aws_faults.py status
+    .venv/bin/python dev/lab/aws_faults.py corrupt-object --bucket ag-botkit-backups --key database/x.sql.gz \
+        --mode truncate
+    .venv/bin/python dev/lab/aws_faults.py restore-object --bucket ag-botkit-backups --key database/x.sql.gz
+    .venv/bin/python dev/lab/aws_faults.py delete-snapshots --region us-west-2
+    .venv/bin/python dev/lab/aws_faults.py restore-snapshots --region us-west-2
+    .venv/bin/python dev/lab/aws_faults.py on aws.throttle --service rds --count 3     # request faults: file switches
+    .venv/bin/python dev/lab/aws_faults.py off aws.throttle
+    .venv/bin/python dev/lab/aws_faults.py status
 
 Options --endpoint (default: $AWS_URL, else http://127.0.0.1:55000) and --lab-dir (default: $LAB_DIR, else .lab).
 The original of a corrupted object is kept under <lab-dir>/faults/saved/ until restore-object puts it back.
@@ -108,7 +109,7 @@ def delete_snapshots(endpoint: str, region: str = "us-west-2", db_instance: str 
 
 
 def restore_snapshots(endpoint: str, lab_dir: Path, region: str = "us-west-2") -> list[str]:
-    """Re-create the DR-region copies of the primary's snapshots, as lab/seed_aws.py does."""
+    """Re-create the DR-region copies of the primary's snapshots, as dev/lab/seed_aws.py does."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import seed_aws
 

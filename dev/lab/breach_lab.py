@@ -1,7 +1,7 @@
 """Set the lab up for the security-breach scenario (playbooks/security_breach.yml), and take it down again.
 
-    .venv/bin/python lab/breach_lab.py setup      # fresh: namespace, role, secret, nodes; prints JSON
-    .venv/bin/python lab/breach_lab.py teardown   # removes them, resets the kill switch
+    .venv/bin/python dev/lab/breach_lab.py setup      # fresh: namespace, role, secret, nodes; prints JSON
+    .venv/bin/python dev/lab/breach_lab.py teardown   # removes them, resets the kill switch
 
 The breach scenario rotates a database password and isolates nodes, so it runs on things of its own and leaves
 the shared lab (the `agbot` role, namespace `ag-botkit`, the seeded EC2 nodes) alone:
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ag-botkit-breach"
 ROLE = "agbot_breach"
 SECRET_ID = "ag-botkit/lab/breach-db"

@@ -1,7 +1,7 @@
 """Seed the lab's AWS (moto) with what production and the DR region look like. Idempotent.
 
-Run after lab/services/aws_server.py answers:
-    .venv/bin/python lab/seed_aws.py --endpoint http://127.0.0.1:55000 --lab-dir .lab
+Run after dev/lab/services/aws_server.py answers:
+    .venv/bin/python dev/lab/seed_aws.py --endpoint http://127.0.0.1:55000 --lab-dir .lab
 
 Every step looks before it creates: a second run creates nothing and prints "exists" for each item.
 The ids of what exists are written to <lab-dir>/aws_seed.json (instance ids, node DNS names, snapshot ids, ...).

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Seed the lab's ag_botkit database with the trading schema and deterministic data.
 
-    .venv/bin/python lab/seed_db.py                    # scale small (or $LAB_DB_SCALE)
-    .venv/bin/python lab/seed_db.py --scale bench      # ~5 M metrics, 1 M orders, 1 M fills, ~1.3 GB
-    .venv/bin/python lab/seed_db.py --reset --orders 20000 --fills 20000 --metrics 100000
+    .venv/bin/python dev/lab/seed_db.py                    # scale small (or $LAB_DB_SCALE)
+    .venv/bin/python dev/lab/seed_db.py --scale bench      # ~5 M metrics, 1 M orders, 1 M fills, ~1.3 GB
+    .venv/bin/python dev/lab/seed_db.py --reset --orders 20000 --fills 20000 --metrics 100000
 
 Connection from the PG* environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)
 or the options; the password falls back to <lab-dir>/secrets.json `db_password`.
@@ -25,8 +25,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "lab" / "sql" / "schema.sql"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "dev" / "lab" / "sql" / "schema.sql"
 
 SCALES = {
     "small": {"metrics": 20_000, "orders": 5_000, "fills": 5_000, "days": 2},

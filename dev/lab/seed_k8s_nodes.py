@@ -1,13 +1,13 @@
 """Link the production cluster's nodes in the Kubernetes emulator to their EC2 instances in moto.
 
 On EKS a node's spec.providerID is aws:///<zone>/<instance id>; DR plan section 3 reboots a NotReady node through
-that link. lab/seed_aws.py creates one instance per node (ids in <lab-dir>/aws_seed.json, eks_nodes, sorted by
+that link. dev/lab/seed_aws.py creates one instance per node (ids in <lab-dir>/aws_seed.json, eks_nodes, sorted by
 private IP); this step patches the emulator's nodes (sorted by name) with those providerIDs and zones.
 
 Run by labctl up after the AWS seed; safe to run again (patches only what differs). The emulator keeps the patch
 until it restarts (make lab-up runs this again).
 
-  .venv/bin/python lab/seed_k8s_nodes.py --k8s-url http://127.0.0.1:56443 --lab-dir .lab
+  .venv/bin/python dev/lab/seed_k8s_nodes.py --k8s-url http://127.0.0.1:56443 --lab-dir .lab
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ INTERNAL = {
 
 
 def main(argv: list[str]) -> int:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if len(argv) > 1:
         folder = Path(argv[1])
     else:

@@ -2,7 +2,7 @@
 # Event-Driven Ansible in its own venv (.venv-eda): ansible-rulebook 1.3.2 pins websockets<15.1, which conflicts
 # with the websockets 17.4 of requirements.txt. Needs Java 17 (Debian 12: openjdk-17-jre-headless).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 stamp=.venv-eda/.requirements.sha
 want=$(sha256sum requirements-eda.txt | cut -d' ' -f1)
 if [[ -x .venv-eda/bin/ansible-rulebook && "$(cat $stamp 2>/dev/null)" == "$want" ]]; then

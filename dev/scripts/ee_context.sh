@@ -3,7 +3,7 @@
 # Building the image needs a container engine (podman/docker) and the base image's registry: not on these machines.
 # Elsewhere: ansible-builder build -t <registry>/agbotkit-dr-ee:<version> && podman push ... (README "Running from AWX/AAP").
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${EE_CONTEXT_DIR:-artifacts/ee-context}
 rm -rf "$out" artifacts/collection
 # the collection itself goes into the image (execution-environment.yml additional_build_files)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run molecule scenarios against the lab (delegated driver: the lab is the platform).
-#   bash scripts/molecule.sh [SCENARIO ...]   (default: every scenario)
+#   bash dev/scripts/molecule.sh [SCENARIO ...]   (default: every scenario)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
 set -a; source "${LAB_DIR:-.lab}/env"; set +a
 status=0

@@ -4,8 +4,8 @@
 A README keeps whatever a person wrote above the marker line; everything below it is generated:
 the entry points, their variables (type, default, choices, required, secret) and descriptions.
 
-    python scripts/role_readme.py           # rewrite the generated part of every role's README
-    python scripts/role_readme.py --check   # exit 1 and name the roles whose README is stale
+    python dev/scripts/role_readme.py           # rewrite the generated part of every role's README
+    python dev/scripts/role_readme.py --check   # exit 1 and name the roles whose README is stale
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKER = "<!-- Everything below is generated from meta/argument_specs.yml by scripts/role_readme.py -->"
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = "<!-- Everything below is generated from meta/argument_specs.yml by dev/scripts/role_readme.py -->"
 
 
 def _text(value) -> str:
@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
         if not check:
             readme.write_text(want)
     if check and stale:
-        print("stale role READMEs (run: python scripts/role_readme.py): " + ", ".join(stale), file=sys.stderr)
+        print("stale role READMEs (run: python dev/scripts/role_readme.py): " + ", ".join(stale), file=sys.stderr)
         return 1
     if not check and stale:
         print("wrote: " + ", ".join(stale))

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The ecosystem's own gates, offline, on the product: the collection artifact that
-# `ansible-galaxy collection build` makes (galaxy.yml's build_ignore keeps the lab, bench,
-# scripts and tests out of it; ruff and yamllint check those in `make lint`).
+# `ansible-galaxy collection build` makes (galaxy.yml's build_ignore keeps dev/ (the lab, bench,
+# scripts, lab-only playbooks) and tests/ out of it, checked below; ruff and yamllint check those in `make lint`).
 #   1. ansible-test sanity --python 3.11 on the artifact, unpacked as ansible_collections/agbotkit/dr
 #   2. galaxy-importer on the artifact
-#   bash scripts/sanity.sh [--test NAME ...]   (extra args go to ansible-test sanity; skips step 2)
+#   bash dev/scripts/sanity.sh [--test NAME ...]   (extra args go to ansible-test sanity; skips step 2)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 V=$ROOT/.venv/bin
 IMPORTER_VERSION=0.4.44
@@ -21,7 +21,7 @@ for v in 24_2 25_3; do
   f=$cache/get_pip_$v.py
   [[ -s $f ]] && grep -q agbotkit-standin "$f" && continue
   cat > "$f" <<'PY'
-# agbotkit-standin: offline replacement for get-pip.py (written by agbotkit.dr's scripts/sanity.sh)
+# agbotkit-standin: offline replacement for get-pip.py (written by agbotkit.dr's dev/scripts/sanity.sh)
 import os
 import subprocess
 import sys
@@ -37,6 +37,13 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/agbotkit-sanity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$V/ansible-galaxy" collection build -f --output-path "$work/dist" >/dev/null
 artifact=$(ls "$work"/dist/agbotkit-dr-*.tar.gz)
+# the product only: nothing of the harness (dev/: lab, bench, scripts, lab-only playbooks; tests/) is shipped
+harness=$(tar -tzf "$artifact" | grep -E '^(\./)?(dev|tests|lab|bench|scripts|extensions/molecule)(/|$)' || true)
+if [[ -n $harness ]]; then
+  say "the artifact ships harness files (add them to galaxy.yml build_ignore):"; echo "$harness" | head -20
+  exit 1
+fi
+say "$(basename "$artifact"): $(tar -tzf "$artifact" | grep -vc '/$') files, no dev/ or tests/ content"
 dest=$work/ansible_collections/agbotkit/dr
 mkdir -p "$dest"
 tar -xzf "$artifact" -C "$dest"

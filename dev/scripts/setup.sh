@@ -2,7 +2,7 @@
 # Idempotent setup: .venv with pinned packages, the five collections unpacked
 # from the ansible wheel, PostgreSQL 15 through apt only where missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3.11}
 ANSIBLE_WHEEL_VERSION=12.3.0
@@ -64,9 +64,9 @@ if [[ ! -f $cstamp ]]; then
 fi
 # --- TimescaleDB stand-in (SQL-only extension; the real one cannot be installed here) ---
 if [[ $(id -u) -eq 0 ]]; then
-  bash lab/timescaledb_standin/install.sh >/dev/null || say "TimescaleDB stand-in not installed (see above); its tests will fail"
+  bash dev/lab/timescaledb_standin/install.sh >/dev/null || say "TimescaleDB stand-in not installed (see above); its tests will fail"
 elif [[ ! -f /usr/share/postgresql/15/extension/timescaledb.control ]]; then
-  say "note: run 'sudo bash lab/timescaledb_standin/install.sh' for the TimescaleDB stand-in tests"
+  say "note: run 'sudo bash dev/lab/timescaledb_standin/install.sh' for the TimescaleDB stand-in tests"
 fi
 
 # this checkout is agbotkit.dr

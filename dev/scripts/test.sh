@@ -2,17 +2,19 @@
 # make test: every gate, in four lanes that run side by side, each stage timed.
 #
 #   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
-#           galaxy-importer on the built artifact, the EE build context, unit tests   (no lab)
+#           galaxy-importer on the built artifact, the EE build context, unit tests
+#           (tests/unit and the lab's own tests/lab/unit)                             (no lab)
 #   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path (LANE_A*)
 #   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C
 #   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4 and AWX (LANE_C*)
 #
 # Integration tests share one lab per lane (faults are per lab), so separate labs let the
-# suites that mostly wait on services overlap. A new test file or molecule scenario goes to
-# lab-b unless listed for A or C: nothing is ever left out. Logs: artifacts/lanes/<lane>.log
+# suites that mostly wait on services overlap. Integration test files are tests/integration/test_*.py
+# and the lab's own tests/lab/integration/test_*.py, listed below by basename. A new test file or
+# molecule scenario goes to lab-b unless listed for A or C: nothing is ever left out. Logs: artifacts/lanes/<lane>.log
 # (printed at the end). TEST_LANES="static lab-a" runs only those lanes.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 V=$ROOT/.venv/bin
 export ANSIBLE_CONFIG=$ROOT/ansible.cfg PATH=$ROOT/.venv/bin:$PATH
@@ -65,10 +67,10 @@ lane_static() {
   step yamllint "$V/yamllint" -s . || status=1
   step ruff "$V/ruff" check . || status=1
   step ansible-lint "$V/ansible-lint" --offline -q || status=1
-  step "role READMEs" "$V/python" scripts/role_readme.py --check || status=1
-  step "sanity + galaxy-importer" bash scripts/sanity.sh || status=1
-  step "EE build context (ansible-builder create)" bash scripts/ee_context.sh || status=1
-  step "unit tests" "$V/pytest" tests/unit -q -p no:cacheprovider -rfE --junitxml=artifacts/junit-unit.xml || status=1
+  step "role READMEs" "$V/python" dev/scripts/role_readme.py --check || status=1
+  step "sanity + galaxy-importer" bash dev/scripts/sanity.sh || status=1
+  step "EE build context (ansible-builder create)" bash dev/scripts/ee_context.sh || status=1
+  step "unit tests" "$V/pytest" tests/unit tests/lab/unit -q -p no:cacheprovider -rfE --junitxml=artifacts/junit-unit.xml || status=1
   return $status
 }
 
@@ -79,9 +81,9 @@ in_lane() { [[ " $(echo $1) " == *" $2 "* ]]; }
 lane_lab() {
   local name=$1 scenarios=$2 files=$3 status=0
   if [[ -n ${TEST_PLAN:-} ]]; then echo "$name ($LAB_DIR, PG port $LAB_PG_PORT): molecule [$scenarios] pytest [$files]"; return 0; fi
-  step "$name: lab up" "$V/python" lab/labctl.py up || { echo "lab failed to start: see ${LAB_DIR:-.lab}/logs/"; return 1; }
+  step "$name: lab up" "$V/python" dev/lab/labctl.py up || { echo "lab failed to start: see ${LAB_DIR:-.lab}/logs/"; return 1; }
   if [[ -n $scenarios ]]; then
-    step "$name: molecule $scenarios" bash scripts/molecule.sh $scenarios || status=1
+    step "$name: molecule $scenarios" bash dev/scripts/molecule.sh $scenarios || status=1
   fi
   if [[ -n $files ]]; then
     # shellcheck disable=SC2086
@@ -98,7 +100,7 @@ lane() {
   [[ $name == static ]] && { lane_static; return; }
   lab_env "$name"
   local files="" mol="" f s base
-  for f in tests/integration/test_*.py; do
+  for f in tests/integration/test_*.py tests/lab/integration/test_*.py; do
     base=$(basename "$f")
     case $name in
       lab-a) in_lane "$LANE_A" "$base" && files+="$f " ;;
@@ -132,13 +134,13 @@ declare -A was_up=()
 cleanup() {
   for name in lab-a lab-b lab-c; do
     [[ ${was_up[$name]:-1} == 0 ]] || continue
-    ( lab_env "$name"; "$V/python" lab/labctl.py down >/dev/null 2>&1 )
+    ( lab_env "$name"; "$V/python" dev/lab/labctl.py down >/dev/null 2>&1 )
   done
 }
 trap cleanup EXIT
 for name in lab-a lab-b lab-c; do
   [[ " $LANES " == *" $name "* ]] || continue
-  if ( lab_env "$name"; "$V/python" lab/labctl.py status >/dev/null 2>&1 ); then
+  if ( lab_env "$name"; "$V/python" dev/lab/labctl.py status >/dev/null 2>&1 ); then
     was_up[$name]=1
   else
     was_up[$name]=0

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The lab primary's archive_command (lab/labctl.py): pgbackrest_archive_push.sh LAB_DIR %p %f
+# The lab primary's archive_command (dev/lab/labctl.py): pgbackrest_archive_push.sh LAB_DIR %p %f
 # (its name holds "pgbackrest": `pgbackrest check` refuses an archive_command without it)
-#  1. keeps the gzipped copy in LAB_DIR/pg/wal_archive that the RDS stand-in replays (lab/services/rds_standin.py);
+#  1. keeps the gzipped copy in LAB_DIR/pg/wal_archive that the RDS stand-in replays (dev/lab/services/rds_standin.py);
 #  2. pushes the segment to pgBackRest once the pgbackrest role has created the lab's stanza ag_botkit
 #     (LAB_DIR/pgbackrest/pgbackrest.conf and the repository in LAB_DIR/pgbackrest/repo: playbooks/pgbackrest.yml).
 # The fault pg.archive_fail (labctl fault on pg.archive_fail) makes it fail, as a full or unreachable repository would.

@@ -1,12 +1,12 @@
-# Lab only (not shipped: lab/ is in galaxy.yml build_ignore). GNU General Public License v3.0+
+# Lab only (not shipped: dev/lab/ is in galaxy.yml build_ignore). GNU General Public License v3.0+
 """Turn a lab fault on at the moment a given task starts, so a test can fail exactly the step under test.
 
 A fault injected before the run may be caught by an earlier, legitimate check (rtds.stall makes the rtds-client
 pods unready, so the rollout check stops the run before the RTDS probe is reached). This callback writes the
-fault file (<LAB_DIR>/faults/<name>, as lab/labctl.py fault does) when the first task whose name contains
+fault file (<LAB_DIR>/faults/<name>, as dev/lab/labctl.py fault does) when the first task whose name contains
 LAB_FAULT_AT_TASK starts, before that task runs:
 
-    ANSIBLE_CALLBACK_PLUGINS=lab/callback_plugins \
+    ANSIBLE_CALLBACK_PLUGINS=dev/lab/callback_plugins \
     ANSIBLE_CALLBACKS_ENABLED=agbotkit.dr.incident_timeline,lab_fault_at_task \
     LAB_FAULT_AT_TASK='Verify RTDS connectivity' LAB_FAULT_AT_TASK_FAULT=rtds.stall \
     LAB_FAULT_AT_TASK_OPTIONS='{}' ansible-playbook ...

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_LAB_DIR = Path(__file__).resolve().parents[2] / ".lab"
+DEFAULT_LAB_DIR = Path(__file__).resolve().parents[3] / ".lab"
 
 
 def fault(lab_dir: Path | str, name: str) -> dict | None:

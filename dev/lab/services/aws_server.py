@@ -1,6 +1,6 @@
 """The lab's AWS: one moto server (every service, every region) with a fault layer and the EKS handlers moto lacks.
 
-Run: .venv/bin/python lab/services/aws_server.py --port 55000 --lab-dir .lab
+Run: .venv/bin/python dev/lab/services/aws_server.py --port 55000 --lab-dir .lab
 
 In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherApplication) sit:
 
@@ -17,14 +17,14 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   every cluster's endpoint is the lab's Kubernetes emulator URL (--k8s-url).
 * RDS: an instance restored from a snapshot or to a point in time gets DeletionProtection false unless the
   request asks for it (moto copies it from the source; AWS does not).
-* RDS stand-in (lab/services/rds_standin.py): snapshots are physical copies of the lab's PostgreSQL, a restore starts
-  a real PostgreSQL 15 cluster and the record's endpoint points at it (off with --no-rds-standin).
+* RDS stand-in (dev/lab/services/rds_standin.py): snapshots are physical copies of the lab's PostgreSQL, a restore
+  starts a real PostgreSQL 15 cluster and the record's endpoint points at it (off with --no-rds-standin).
 * Secrets Manager: UpdateSecretVersionStage moving AWSCURRENT also moves what GetSecretValue answers when no stage
   or version is named (moto 5.2.5 keeps answering the version the secret was created with; AWS answers AWSCURRENT).
-* CloudTrail stand-in (lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
+* CloudTrail stand-in (dev/lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
 
-moto keeps its state in memory: a restarted server is empty, run lab/seed_aws.py again.
+moto keeps its state in memory: a restarted server is empty, run dev/lab/seed_aws.py again.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cloudtrail  # noqa: E402  (lab/services/cloudtrail.py, beside this file)
+import cloudtrail  # noqa: E402  (dev/lab/services/cloudtrail.py, beside this file)
 import cluster_faults  # noqa: E402
 
 LOG = logging.getLogger("lab.aws")

@@ -1,7 +1,7 @@
 """CloudTrail stand-in for the lab's AWS server: records the API calls it receives, answers LookupEvents.
 
 moto 5.2 implements trails (CreateTrail, ...) but not LookupEvents, which is what an investigation reads
-(DR plan §4 "Review CloudTrail logs"). lab/services/aws_server.py hands every signed request to
+(DR plan §4 "Review CloudTrail logs"). dev/lab/services/aws_server.py hands every signed request to
 `Recorder.record()` and a LookupEvents request to `Recorder.lookup()`. The operation's name is the one the
 server's resolver gives (it names an S3 PutObject CopyObject: both are PUT /{Bucket}/{Key+}).
 What it keeps, per call: time, event name (the API operation), event source (`<signing name>.amazonaws.com`),
@@ -141,7 +141,7 @@ class Recorder:
                   "sourceIPAddress": e["source_ip"], "userAgent": e["user_agent"],
                   "readOnly": e["read_only"] == "true", "eventID": e["event_id"], "eventType": "AwsApiCall",
                   "managementEvent": True, "recipientAccountId": e["account"],
-                  "lab": "recorded by the lab's AWS server (lab/services/cloudtrail.py), not by CloudTrail"}
+                  "lab": "recorded by the lab's AWS server (dev/lab/services/cloudtrail.py), not by CloudTrail"}
         if e["error_code"]:
             detail["errorCode"] = e["error_code"]
         return {"EventId": e["event_id"], "EventName": e["event_name"], "ReadOnly": e["read_only"],

@@ -1,6 +1,6 @@
 """The lab's Kubernetes API emulator (plain HTTP), built on kmock 0.8's store and discovery data.
 
-    .venv/bin/python lab/services/k8s_emulator.py --port 56443 --lab-dir .lab
+    .venv/bin/python dev/lab/services/k8s_emulator.py --port 56443 --lab-dir .lab
 
 Serves the production cluster `ag-botkit-production-eks` at the root and any other cluster at
 `/clusters/<name>/...` (own store, own seed). Writes `<lab-dir>/kubeconfig` (contexts `lab` and

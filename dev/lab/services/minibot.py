@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """minibot: the lab's stand-in for the ag-botkit trading bot (kill switch + live writes).
 
-    .venv/bin/python lab/services/minibot.py --port 59091 --lab-dir .lab
+    .venv/bin/python dev/lab/services/minibot.py --port 59091 --lab-dir .lab
 
 While trading it writes one order and its fill (and updates the market's position) into
 PostgreSQL about every 100 ms, each in its own transaction; when halted it stops within one

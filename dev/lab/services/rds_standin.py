@@ -1,4 +1,4 @@
-"""RDS stand-in: moto's RDS records backed by real PostgreSQL 15 clusters (used by lab/services/aws_server.py).
+"""RDS stand-in: moto's RDS records backed by real PostgreSQL 15 clusters (used by dev/lab/services/aws_server.py).
 
 What it does, on top of moto's records (docs/lab.md, "What each AWS stand-in does for real"):
 

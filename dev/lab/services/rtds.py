@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """RTDS: the lab's real-time market-data websocket feed.
 
-    .venv/bin/python lab/services/rtds.py --port 58765 --lab-dir .lab
+    .venv/bin/python dev/lab/services/rtds.py --port 58765 --lab-dir .lab
 
 Connect to ws://127.0.0.1:58765/ws and send {"type": "subscribe", "markets": ["BTC-USD", ...]};
 then about every 100 ms the server sends, for each subscribed market, one

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """rtds-client: the lab's stand-in for ag-botkit's market-data client (image ghcr.io/ag-botkit/rtds-client).
 
-    .venv/bin/python lab/services/rtds_client.py --port 8080 --lab-dir DIR
+    .venv/bin/python dev/lab/services/rtds_client.py --port 8080 --lab-dir DIR
 
-Connects to RTDS_URL (a websocket of lab/services/rtds.py), subscribes to RTDS_MARKETS (comma
+Connects to RTDS_URL (a websocket of dev/lab/services/rtds.py), subscribes to RTDS_MARKETS (comma
 separated, default BTC-USD,ETH-USD), and keeps reconnecting. GET /health answers 200 while a tick
 arrived within RTDS_STALE_SECONDS (default 3), else 503 with the reason (not connected, stalled,
 gaps are counted). The Kubernetes emulator runs it as the process of an rtds-client pod.

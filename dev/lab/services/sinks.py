@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Notification sinks of the DR lab: Slack, PagerDuty, Statuspage over HTTP, and SMTP.
 
-    .venv/bin/python lab/services/sinks.py --port 58080 --smtp-port 58025 --lab-dir .lab
+    .venv/bin/python dev/lab/services/sinks.py --port 58080 --smtp-port 58025 --lab-dir .lab
 
 Every request a channel receives is appended to <lab-dir>/sinks/<channel>.jsonl (one JSON
 object a line: time, method, path, headers, body, status) and served back at

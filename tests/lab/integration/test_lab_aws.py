@@ -1,7 +1,8 @@
-"""The lab's AWS: moto server + EKS handlers + fault layer (lab/services/aws_server.py), seed, data faults.
+"""The lab's AWS: moto server + EKS handlers + fault layer (dev/lab/services/aws_server.py), seed, data faults.
 
 Uses the running lab when .lab/lab.json exists; otherwise starts its own server on a free port with a
-temporary lab dir and seeds it (so this file runs on its own: `.venv/bin/pytest -q tests/integration/test_lab_aws.py`).
+temporary lab dir and seeds it (so this file runs on its own:
+`.venv/bin/pytest -q tests/lab/integration/test_lab_aws.py`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 PY = str(ROOT / ".venv" / "bin" / "python")
-sys.path.insert(0, str(ROOT / "lab"))
+sys.path.insert(0, str(ROOT / "dev" / "lab"))
 
 import aws_faults  # noqa: E402
 import seed_aws  # noqa: E402
@@ -67,7 +68,7 @@ def aws_lab(tmp_path_factory):
         secrets_file = lab_dir / "secrets.json"
         url = f"http://127.0.0.1:{_free_port()}"
         log = open(lab_dir / "aws.log", "w")  # noqa: SIM115 - closed in teardown
-        proc = subprocess.Popen([PY, str(ROOT / "lab/services/aws_server.py"), "--port", url.rsplit(":", 1)[1],
+        proc = subprocess.Popen([PY, str(ROOT / "dev/lab/services/aws_server.py"), "--port", url.rsplit(":", 1)[1],
                                  "--lab-dir", str(lab_dir)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.time() + 30
         while not _ready(url):
@@ -81,7 +82,7 @@ def aws_lab(tmp_path_factory):
                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{ROOT / '.venv/bin'}:{env.get('PATH', '')}"})
     env.pop("AWS_PROFILE", None)
     started = time.monotonic()
-    seeded = subprocess.run([PY, str(ROOT / "lab/seed_aws.py"), "--endpoint", url, "--lab-dir", str(lab_dir),
+    seeded = subprocess.run([PY, str(ROOT / "dev/lab/seed_aws.py"), "--endpoint", url, "--lab-dir", str(lab_dir),
                              "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert seeded.returncode == 0, seeded.stderr
     info = {"url": url, "lab_dir": lab_dir, "env": env, "own": proc is not None,
@@ -125,7 +126,7 @@ def client(aws_lab):
 
 # ------------------------------------------------------------------------------------------------------ seed
 def test_seed_is_idempotent(aws_lab):
-    again = subprocess.run([PY, str(ROOT / "lab/seed_aws.py"), "--endpoint", aws_lab["url"],
+    again = subprocess.run([PY, str(ROOT / "dev/lab/seed_aws.py"), "--endpoint", aws_lab["url"],
                             "--lab-dir", str(aws_lab["lab_dir"]), "--json"],
                            env=aws_lab["env"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                            check=False)
@@ -209,7 +210,8 @@ def test_seeded_eks_ec2_route53(client):
 # --------------------------------------------------------------------------------------------------- ansible
 def test_ansible_modules_reach_both_regions(aws_lab):
     token = aws_lab["secrets"]["kill_switch_token"]
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "tests/integration/playbooks/aws_smoke.yml",
+    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,",
+           "tests/lab/integration/playbooks/aws_smoke.yml",
            "-e", json.dumps({"expected_kill_switch_sha256": hashlib.sha256(token.encode()).hexdigest()})]
     run = subprocess.run(cmd, cwd=ROOT, env=aws_lab["env"], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
@@ -307,7 +309,7 @@ def test_corrupt_and_restore_object(aws_lab, client):
     good = hashlib.sha256(body).hexdigest()
     url, lab_dir = aws_lab["url"], aws_lab["lab_dir"]
     try:
-        cli = [PY, str(ROOT / "lab/aws_faults.py"), "--endpoint", url, "--lab-dir", str(lab_dir)]
+        cli = [PY, str(ROOT / "dev/lab/aws_faults.py"), "--endpoint", url, "--lab-dir", str(lab_dir)]
         run = subprocess.run([*cli, "corrupt-object", "--bucket", "ag-botkit-backups", "--key", key, "--mode",
                               "truncate"], env=aws_lab["env"], capture_output=True, text=True, timeout=60, check=False)
         assert run.returncode == 0, run.stderr

@@ -29,10 +29,10 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 PY = str(ROOT / ".venv" / "bin" / "python")
-SERVICES = ROOT / "lab" / "services"
+SERVICES = ROOT / "dev" / "lab" / "services"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SMALL = {"markets": 8, "orders": 5000, "fills": 5000, "positions": 8, "metrics": 20000}
 
@@ -91,7 +91,7 @@ class ThrowawayLab:
                     "start", timeout=60)
         self.pg_started = True
         env = self.env()
-        subprocess.run([PY, str(ROOT / "lab" / "seed_db.py")], env=env, check=True, capture_output=True,
+        subprocess.run([PY, str(ROOT / "dev" / "lab" / "seed_db.py")], env=env, check=True, capture_output=True,
                        timeout=60)
         self.spawn("minibot", "--port", str(self.ports["minibot"]))
         self.spawn("rtds", "--port", str(self.ports["rtds"]))
@@ -238,7 +238,7 @@ def trading(botlab):
 def seed(botlab, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(botlab["pg_env"])
-    return subprocess.run([PY, str(ROOT / "lab" / "seed_db.py"), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([PY, str(ROOT / "dev/lab/seed_db.py"), *args], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
 
 

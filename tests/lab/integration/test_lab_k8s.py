@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
-EMULATOR = ROOT / "lab" / "services" / "k8s_emulator.py"
-PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "k8s_smoke.yml"
+EMULATOR = ROOT / "dev" / "lab" / "services" / "k8s_emulator.py"
+PLAYBOOK = ROOT / "tests" / "lab" / "integration" / "playbooks" / "k8s_smoke.yml"
 
 
 

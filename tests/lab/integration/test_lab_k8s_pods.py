@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NS = "lab-pods-test"
 DR = "/clusters/ag-botkit-dr-eks"
 MANIFESTS = ROOT / "deploy" / "k8s"
@@ -304,7 +304,7 @@ def test_secret_volume_and_unknown_images(bot):
 
 def test_labctl_status_lists_pod_processes(bot, lab_env):
     pod = the_bot(bot)
-    out = subprocess.run([str(ROOT / ".venv/bin/python"), "lab/labctl.py", "status"], cwd=ROOT, env=lab_env,
+    out = subprocess.run([str(ROOT / ".venv/bin/python"), "dev/lab/labctl.py", "status"], cwd=ROOT, env=lab_env,
                          capture_output=True, text=True, timeout=60, check=False)
     line = next((ln for ln in out.stdout.splitlines() if pod["metadata"]["name"] in ln), "")
     assert f"pid {pid_of(pod)}" in line and f"ag-botkit-dr-eks/{NS}/" in line, out.stdout
@@ -329,7 +329,7 @@ APP_NS = "lab-app-deploy-test"
 
 
 def test_app_deploy_refuses_an_incomplete_secret(lab, run_playbook):
-    proc = run_playbook(ROOT / "tests/integration/playbooks/app_deploy_pods.yml", extra_vars={
+    proc = run_playbook(ROOT / "tests/lab/integration/playbooks/app_deploy_pods.yml", extra_vars={
         "app_deploy_namespace": APP_NS,
         "app_deploy_secrets": {"DATABASE_PASSWORD": "", "KILL_SWITCH_TOKEN": "t", "EXCHANGE_API_KEY": "k",
                                "EXCHANGE_API_SECRET": ""}})
@@ -341,7 +341,7 @@ def test_app_deploy_refuses_an_incomplete_secret(lab, run_playbook):
 
 def test_app_deploy_runs_the_bot_with_its_secret(lab, run_playbook):
     try:
-        proc = run_playbook(ROOT / "tests/integration/playbooks/app_deploy_pods.yml",
+        proc = run_playbook(ROOT / "tests/lab/integration/playbooks/app_deploy_pods.yml",
                             extra_vars={"app_deploy_namespace": APP_NS})
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PY = str(ROOT / ".venv" / "bin" / "python")
 PORT_VARS = ("LAB_PG_PORT", "LAB_AWS_PORT", "LAB_K8S_PORT", "LAB_MINIBOT_PORT", "LAB_RTDS_PORT", "LAB_SINK_PORT",
              "LAB_SMTP_PORT")
@@ -40,7 +40,7 @@ def private_lab(tmp_path):
     env.update(zip(PORT_VARS, map(str, free_ports(len(PORT_VARS))), strict=True))
 
     def labctl(*args, timeout=120):
-        return subprocess.run([PY, str(ROOT / "lab" / "labctl.py"), *args], cwd=ROOT, env=env, capture_output=True,
+        return subprocess.run([PY, str(ROOT / "dev/lab/labctl.py"), *args], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
     yield labctl, lab_dir, env

@@ -1,4 +1,4 @@
-"""The lab's RDS stand-in (lab/services/rds_standin.py): snapshots hold the lab primary's data, a restore is a real
+"""The lab's RDS stand-in (dev/lab/services/rds_standin.py): snapshots hold the lab primary's data, a restore is a real
 PostgreSQL cluster behind the record's endpoint, point in time replays archived WAL, delete stops and removes it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import boto3
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRIMARY_DB = "ag-botkit-production-timescaledb"
 
 
@@ -82,7 +82,7 @@ def test_snapshot_copy_restore_holds_the_data_of_its_moment_and_delete_removes_i
         assert db["Endpoint"]["Address"] == "127.0.0.1" and db["Endpoint"]["Port"] != int(lab["env"]["PGPORT"])
         assert _has(lab, db["Endpoint"]["Port"], before)
         assert not _has(lab, db["Endpoint"]["Port"], after)
-        status = subprocess.run([str(ROOT / ".venv/bin/python"), "lab/labctl.py", "status"], cwd=ROOT,
+        status = subprocess.run([str(ROOT / ".venv/bin/python"), "dev/lab/labctl.py", "status"], cwd=ROOT,
                                 capture_output=True, text=True, check=False,
                                 env={**lab["env"], "PATH": "/usr/bin:/bin"})
         assert f"us-west-2/{name} (restored RDS instance)" in status.stdout

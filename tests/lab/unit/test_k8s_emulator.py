@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab" / "services"))
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "dev" / "lab" / "services"))
 
 import k8s_util as u  # noqa: E402
 from k8s_cluster import ApiError, Cluster, Discovery  # noqa: E402

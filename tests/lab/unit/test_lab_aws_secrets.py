@@ -1,4 +1,4 @@
-"""The lab's AWS server (lab/services/aws_server.py): Secrets Manager answers AWSCURRENT when no stage is named,
+"""The lab's AWS server (dev/lab/services/aws_server.py): Secrets Manager answers AWSCURRENT when no stage is named,
 also after a staged rotation (moto 5.2.5 kept answering the version the secret was created with)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab/services"))
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "dev/lab/services"))
 import aws_server  # noqa: E402
 
 boto3 = pytest.importorskip("boto3")

@@ -1,4 +1,4 @@
-"""The lab's CloudTrail stand-in (lab/services/cloudtrail.py): what LookupEvents answers from the record."""
+"""The lab's CloudTrail stand-in (dev/lab/services/cloudtrail.py): what LookupEvents answers from the record."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab/services"))
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "dev/lab/services"))
 import cloudtrail  # noqa: E402
 
 
