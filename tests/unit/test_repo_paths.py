@@ -5,7 +5,8 @@ tests/lab/; a file that still says `lab/labctl.py`, `scripts/test.sh` or `playbo
 a move fails here, with the file, the line and the path that does not resolve. Checked, in every tracked
 text file (changelogs/ excepted: fragments are history):
 
-- paths from the top of the checkout under dev/, lab/, bench/, scripts/, playbooks/ and tests/
+- paths from the top of the checkout under dev/, lab/, bench/, scripts/, playbooks/ and tests/, plain or after
+  a variable holding the root (`{{ agbotkit_lab.root }}/`, `$ROOT/`, `$(CURDIR)/`, `$PWD/`)
   (`*` globs must match something; `<name>`/`{a,b}` placeholders check the folder before them);
 - Python joins from the checkout's root (`ROOT / "dev" / "lab"`) and `Path(__file__).parents[N]`, which must
   be the checkout's root where it is used as one (`ROOT = ...`, `... / ".lab"`);
@@ -37,6 +38,9 @@ JOIN_PART = re.compile(r"[\"']([^\"'\n]+)[\"']")
 FILE_PARENTS = re.compile(r"(\w+)?\s*=?\s*Path\(__file__\)\.resolve\(\)\.parents\[(\d+)\]"
                           r"((?:\s*/\s*[\"'][^\"'\n]+[\"'])*)")
 SH_CD_ROOT = re.compile(r"cd \"\$\(dirname \"\$0\"\)((?:/\.\.)*)\"")
+# a path after a variable that holds the checkout's root: {{ agbotkit_lab.root }}/x, $ROOT/x, $(CURDIR)/x, $PWD/x
+ROOT_VAR_PATH = re.compile(r"(?:\{\{\s*agbotkit_lab\.root\s*\}\}|\$ROOT|\$\{ROOT\}|\$\(CURDIR\)|\$PWD)"
+                           r"/([\w.*/<>{},-]*[\w*])")
 REL_PATH = re.compile(r"(?<![\w/'~.}-])((?:\.\./)+[\w][\w./-]*)")
 
 
@@ -95,6 +99,9 @@ def find_broken(files: list[str]) -> list[str]:
             for m in TOP_PATH.finditer(line):
                 if not _resolves_top(m.group(1)):
                     broken.append(f"{where}: {m.group(1)}")
+            for m in ROOT_VAR_PATH.finditer(line):
+                if m.group(1).split("/")[0] in CHECKED_TOPS and not _resolves_top(m.group(1)):
+                    broken.append(f"{where}: {m.group(0)}")
             if is_py:
                 for m in ROOT_JOIN.finditer(line):
                     joined = "/".join(JOIN_PART.findall(m.group(1)))
@@ -134,7 +141,7 @@ def test_the_checker_finds_a_broken_path(tmp_path, monkeypatch):
     """The check can fail: a made-up file naming paths that do not exist is reported, line by line."""
     fake = ROOT / "tests" / "unit" / "_paths_probe.md"
     fake.write_text("run lab/labctl.py up\nsee playbooks/no_such_playbook.yml\nok: playbooks/\n"
-                    "and ../../dev/no_such_dir/x.py\n")
+                    "and ../../dev/no_such_dir/x.py\ncmd: {{ agbotkit_lab.root }}/dev/no_such.sh\n")
     try:
         broken = find_broken([str(fake.relative_to(ROOT))])
     finally:
@@ -142,6 +149,7 @@ def test_the_checker_finds_a_broken_path(tmp_path, monkeypatch):
     assert any("lab/labctl.py" in b for b in broken) or _exists("lab/labctl.py")
     assert any("playbooks/no_such_playbook.yml" in b for b in broken)
     assert any("dev/no_such_dir/x.py" in b for b in broken)
+    assert any("agbotkit_lab.root }}/dev/no_such.sh" in b for b in broken)
     assert not any(b.endswith(": playbooks/") for b in broken)
 
 
