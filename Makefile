@@ -1,4 +1,4 @@
-# agbotkit.dr — the commands (DESIGN.md "Commands")
+# agbotkit.dr — the commands (DESIGN.md "Commands"); what they run lives in dev/ (the harness, not shipped)
 SHELL := /bin/bash
 VENV  := .venv/bin
 PY    := $(VENV)/python
@@ -15,19 +15,19 @@ help:
 	@echo "make ee-context  ansible-builder create: the execution environment's build context in context/"
 
 setup:
-	@bash scripts/setup.sh
+	@bash dev/scripts/setup.sh
 
 lab-up: setup
-	@$(PY) lab/labctl.py up
+	@$(PY) dev/lab/labctl.py up
 
 lab-down:
-	@if [ -x $(PY) ]; then $(PY) lab/labctl.py down; else python3 lab/labctl.py down; fi
+	@if [ -x $(PY) ]; then $(PY) dev/lab/labctl.py down; else python3 dev/lab/labctl.py down; fi
 
 lab-status:
-	@$(PY) lab/labctl.py status
+	@$(PY) dev/lab/labctl.py status
 
 drill: lab-up
-	@bash scripts/drill.sh
+	@bash dev/scripts/drill.sh
 
 lint: setup
 	$(VENV)/yamllint -s .
@@ -35,25 +35,25 @@ lint: setup
 	$(VENV)/ansible-lint --offline
 
 unit: setup
-	$(VENV)/pytest -q tests/unit
+	$(VENV)/pytest -q tests/unit tests/lab/unit
 
 integration: lab-up
-	$(VENV)/pytest -q tests/integration
+	$(VENV)/pytest -q tests/integration tests/lab/integration
 
 molecule: lab-up
-	@bash scripts/molecule.sh
+	@bash dev/scripts/molecule.sh
 
 test: setup
-	@bash scripts/test.sh
+	@bash dev/scripts/test.sh
 
 awx-plan: setup
 	@mkdir -p artifacts && $(VENV)/ansible-playbook playbooks/awx_configure.yml -e awx_configure_plan_file=$(CURDIR)/artifacts/awx-plan.json
 
 ee-context: setup
-	@bash scripts/ee_context.sh
+	@bash dev/scripts/ee_context.sh
 
 bench: lab-up
-	@bash scripts/bench.sh
+	@bash dev/scripts/bench.sh
 
 clean: lab-down
 	rm -rf .lab reports artifacts

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backups as untrusted input: ids, the strict shape of a backup manifest, and its signature.
 
-Pure Python (no boto3, no cryptography at import time), unit-tested in tests/unit/test_backup_trust.py.
+Pure Python (no boto3, no cryptography at import time), unit-tested in tests/unit/test_restore_decisions.py.
 
 A backup id is ``YYYYMMDDTHHMMSSZ`` (UTC) with an optional label: ``20261125T120000Z-pre-migration``.
 Ordering is by the time in the id, never by string order of arbitrary names.

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """RTDS (market-data websocket) probe: connect, subscribe, receive ticks, measure.
 
-The statistics are pure functions (unit tested in tests/unit/test_rtds.py); probe() does the I/O with the
+The statistics are pure functions (unit tested in tests/unit/test_rtds_stats.py); probe() does the I/O with the
 `websockets` sync client and raises RtdsProbeError subclasses, which the module turns into fail_json once.
 """
 

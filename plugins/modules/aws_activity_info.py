@@ -15,7 +15,7 @@ description:
     every event as a flat record (time, event name and source, principal, access key, read-only, error code).
   - The equivalent of the plan's C(aws cloudtrail lookup-events); no collection has a module for it.
   - "In the lab, moto does not implement LookupEvents: the lab's AWS server records the calls it receives and
-    answers from that record (lab/services/cloudtrail.py, docs/lab.md)."
+    answers from that record (dev/lab/services/cloudtrail.py, docs/lab.md)."
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 extends_documentation_fragment:

@@ -52,7 +52,7 @@ RUNS = {
     "DR | Cluster recover": dict(answers={}, check=True, phases=set()),
     # check mode: declares nothing, changes nothing (test_security_breach.py runs it for real on its own lab objects)
     # without its evidence bucket the job must stop before any change (test_security_breach.py runs it for real)
-    # (or, where an earlier scenario left the bucket, without the breach's namespace; lab/breach_lab.py makes both)
+    # (or, where an earlier scenario left the bucket, without the breach's namespace; dev/lab/breach_lab.py makes both)
     "DR | Security breach": dict(answers={}, check=True, phases=set(),
                                  refuses=("Evidence bucket", 'namespaces \\"ag-botkit-breach\\" not found')),
     "DR | Approve": dict(answers={}, phases=set()),  # answers and approvers come from the fixture below

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab"))
+sys.path.insert(0, str(ROOT / "dev" / "lab"))
 import aws_faults  # noqa: E402
 
 BUCKET = "ag-botkit-backups"

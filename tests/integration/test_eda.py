@@ -22,9 +22,9 @@ PREFIX = "kubernetes/"
 @pytest.fixture(scope="module")
 def rulebook_bin():
     res = subprocess.run(
-        ["bash", "scripts/eda_setup.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
+        ["bash", "dev/scripts/eda_setup.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
     )
-    assert res.returncode == 0, f"scripts/eda_setup.sh failed:\n{res.stdout}\n{res.stderr}"
+    assert res.returncode == 0, f"dev/scripts/eda_setup.sh failed:\n{res.stdout}\n{res.stderr}"
     return ROOT / ".venv-eda/bin/ansible-rulebook"
 
 

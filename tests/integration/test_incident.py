@@ -1,8 +1,8 @@
 """Issue 5 end to end: playbooks/incident_drill.yml with the incident role and the incident_timeline
-callback, notifications checked against the lab's sinks (lab/services/sinks.py).
+callback, notifications checked against the lab's sinks (dev/lab/services/sinks.py).
 
 When the lab is up (.lab/lab.json) its sinks and secrets are used. Otherwise this module starts
-lab/services/sinks.py itself on free loopback ports with a temporary lab dir and its own secrets,
+dev/lab/services/sinks.py itself on free loopback ports with a temporary lab dir and its own secrets,
 so the tests also run before `make lab-up`.
 """
 
@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 ARTIFACTS = ROOT / "artifacts"
-SINKS = ROOT / "lab" / "services" / "sinks.py"
+SINKS = ROOT / "dev" / "lab" / "services" / "sinks.py"
 CHANNELS = ("slack", "pagerduty", "statuspage", "smtp")
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -77,7 +77,7 @@ def sinks(tmp_path_factory):
                         json.loads(Path(lab["secrets_file"]).read_text()), "lab")
             return
     if not SINKS.exists():
-        pytest.skip("lab/services/sinks.py is missing and the lab is not up")
+        pytest.skip("dev/lab/services/sinks.py is missing and the lab is not up")
     lab_dir = tmp_path_factory.mktemp("sinks-lab")
     lab_secrets = {"slack_webhook_token": "slk-" + pysecrets.token_hex(12),
                    "pagerduty_routing_key": "pdk-" + pysecrets.token_hex(12),

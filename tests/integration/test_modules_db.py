@@ -420,7 +420,7 @@ def test_amcheck_required_unless_installed(pg, db, workdir):
 
 @pytest.fixture(scope="module")
 def timescaledb_standin():
-    proc = subprocess.run([str(ROOT / "lab" / "timescaledb_standin" / "install.sh")], capture_output=True, text=True,
+    proc = subprocess.run([str(ROOT / "dev/lab/timescaledb_standin/install.sh")], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot install the timescaledb stand-in: {proc.stderr.strip()}")

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lab"))
+sys.path.insert(0, str(ROOT / "dev" / "lab"))
 import aws_faults  # noqa: E402
 
 BUCKET, DR_BUCKET = "ag-botkit-backups", "ag-botkit-backups-dr"

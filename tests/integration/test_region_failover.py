@@ -1,10 +1,10 @@
 """Region failover (playbooks/region_failover.yml) against the lab: the faults of issue 4.
 
-The module starts from and leaves the lab as seeded: playbooks/failback_lab.yml (DNS back on the primary, DR
+The module starts from and leaves the lab as seeded: dev/playbooks/failback_lab.yml (DNS back on the primary, DR
 namespace/database/Terraform workspace removed, run state forgotten, then the lab's nightly backup and snapshot copy)
 runs once before the first test and once after the last. Between tests it runs only when a test needs a clean lab and
 the previous one left something behind (a failback costs minutes): check mode and a preflight stop change nothing.
-A test that deletes the DR snapshot copies puts them back with lab/aws_faults.py restore-snapshots.
+A test that deletes the DR snapshot copies puts them back with dev/lab/aws_faults.py restore-snapshots.
 A fault that an earlier step would legitimately catch is turned on as the step under test starts
 (failover_faults.run_with_fault_at), so the test still proves that step's check.
 """
@@ -22,7 +22,7 @@ from failover_faults import run_with_fault_at
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = "playbooks/region_failover.yml"
-FAILBACK = "playbooks/failback_lab.yml"
+FAILBACK = "dev/playbooks/failback_lab.yml"
 RECOVERY = "us-west-2"
 TARGET_DB = "ag-botkit-dr-timescaledb"
 RECORD = "api.ag-botkit.example.com."
@@ -109,7 +109,7 @@ def _end_state(aws, lab, lab_env) -> dict:
 
 
 def _aws_faults(lab_env, *args: str) -> None:
-    proc = subprocess.run([str(ROOT / ".venv/bin/python"), "lab/aws_faults.py", *args], cwd=ROOT, env=lab_env,
+    proc = subprocess.run([str(ROOT / ".venv/bin/python"), "dev/lab/aws_faults.py", *args], cwd=ROOT, env=lab_env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

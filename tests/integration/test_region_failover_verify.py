@@ -27,7 +27,7 @@ from failover_faults import run_with_fault_at
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = "playbooks/region_failover.yml"
-FAILBACK = "playbooks/failback_lab.yml"
+FAILBACK = "dev/playbooks/failback_lab.yml"
 RECOVERY = "us-west-2"
 TARGET_DB = "ag-botkit-dr-timescaledb"
 RECORD = "api.ag-botkit.example.com."

@@ -1,6 +1,6 @@
 """playbooks/security_breach.yml (plan §4) against the lab: each bullet of issue 12's Tests section.
 
-One module-level set-up (lab/breach_lab.py: its own namespace, role, secret and nodes, so the shared lab keeps
+One module-level set-up (dev/lab/breach_lab.py: its own namespace, role, secret and nodes, so the shared lab keeps
 working) and five runs, in this order:
   1. --check: nothing changes in Secrets Manager, PostgreSQL, the emulator or S3;
   2. evidence cannot be written (aws.error on S3 PutObject): the run fails before any change;
@@ -170,8 +170,8 @@ def run(run_playbook, incident: str, *args: str, **extra):
 @pytest.fixture(scope="module")
 def breach(lab, lab_env, run_playbook):
     py = str(ROOT / ".venv/bin/python")
-    setup = subprocess.run([py, "lab/breach_lab.py", "setup"], cwd=ROOT, env=lab_env, capture_output=True, text=True,
-                           check=False, timeout=180)
+    setup = subprocess.run([py, "dev/lab/breach_lab.py", "setup"], cwd=ROOT, env=lab_env, capture_output=True,
+                           text=True, check=False, timeout=180)
     assert setup.returncode == 0, setup.stderr
     original = json.loads((Path(lab["lab_dir"]) / "breach.json").read_text())["password"]
     h = Lab(lab)
@@ -229,7 +229,7 @@ def breach(lab, lab_env, run_playbook):
     out["runs"]["resume"] = run(run_playbook, INC2)
     out["pods_after_resume"] = h.pods()
     yield out
-    subprocess.run([py, "lab/breach_lab.py", "teardown"], cwd=ROOT, env=lab_env, capture_output=True, text=True,
+    subprocess.run([py, "dev/lab/breach_lab.py", "teardown"], cwd=ROOT, env=lab_env, capture_output=True, text=True,
                    check=False, timeout=120)
 
 

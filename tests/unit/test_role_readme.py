@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("role_readme", ROOT / "scripts" / "role_readme.py")
+_spec = importlib.util.spec_from_file_location("role_readme", ROOT / "dev" / "scripts" / "role_readme.py")
 role_readme = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(role_readme)
 
@@ -16,7 +16,7 @@ def test_every_role_readme_is_generated_from_its_argument_specs():
     assert roles
     stale = [r.name for r in roles
              if not (r / "README.md").exists() or (r / "README.md").read_text() != role_readme.render(r)]
-    assert stale == [], f"run: python scripts/role_readme.py ({stale})"
+    assert stale == [], f"run: python dev/scripts/role_readme.py ({stale})"
 
 
 def test_a_changed_spec_makes_the_readme_stale(tmp_path):
