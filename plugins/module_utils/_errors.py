@@ -49,6 +49,10 @@ class IntegrityMismatchError(AgbotDrError):
     """The database does not match its manifest or is corrupt."""
 
 
+class ToolError(AgbotDrError):
+    """pg_dump or pg_restore failed or is missing."""
+
+
 # --- kill switch --------------------------------------------------------------------------
 
 class KillSwitchError(AgbotDrError):
@@ -81,6 +85,42 @@ class HaltNotConfirmedError(KillSwitchError):
 
 class ResumeNotConfirmedError(KillSwitchError):
     """The bot says trading, but no new rows appeared within the settle period."""
+
+
+# --- RTDS feed -----------------------------------------------------------------------------
+
+class RtdsProbeError(AgbotDrError):
+    """The probe could not prove the feed healthy; details carry whatever was measured."""
+
+
+class RtdsConnectError(RtdsProbeError):
+    """The websocket could not be opened (refused, handshake rejected, timeout)."""
+
+
+class RtdsStallError(RtdsProbeError):
+    """The feed stopped sending ticks."""
+
+
+class RtdsGapError(RtdsProbeError):
+    """More sequence numbers were missing than allowed."""
+
+
+class RtdsLatencyError(RtdsProbeError):
+    """Tick latency above the allowed maximum."""
+
+
+# --- Security breach -----------------------------------------------------------------------
+
+class RotationError(AgbotDrError):
+    """A state the rotation cannot resolve on its own; the message says what to do."""
+
+
+class ApprovalError(AgbotDrError):
+    """A refused approval; the message says what to do next. The module reports it with approved=false."""
+
+    def __init__(self, msg: str, **details):
+        details.setdefault("approved", False)
+        super().__init__(msg, **details)
 
 
 # --- Runbook ------------------------------------------------------------------------------

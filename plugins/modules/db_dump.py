@@ -275,5 +275,6 @@ def main():
     run_module(module, run, result=dict(changed=False, backup_id=p["backup_id"], path=path,
                                         manifest_path=os.path.join(path, MANIFEST_NAME), queries=[]))
 
+
 if __name__ == "__main__":
     main()

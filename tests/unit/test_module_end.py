@@ -172,12 +172,12 @@ def violations(source: str) -> list[str]:
     """Why a module does not end in one place: exit_json/fail_json/fail_json_aws called outside main() or more
     than once each in main(), or a main() that neither ends through run_module nor calls exit_json itself."""
     found = calls(source)
-    out = ["line %d: %s() called in %s, not in main()" % (line, name, where)
+    out = [f"line {line}: {name}() called in {where}, not in main()"
            for where, name, line in found if where != "main" and name in ENDINGS]
     in_main = [name for where, name, _line in found if where == "main"]
     for name in (*ENDINGS, "run_module"):
         if in_main.count(name) > 1:
-            out.append("main() calls %s() %d times" % (name, in_main.count(name)))
+            out.append(f"main() calls {name}() {in_main.count(name)} times")
     if "run_module" not in in_main and "exit_json" not in in_main:
         out.append("main() neither calls run_module() nor exit_json()")
     if "run_module" in in_main and any(name in ENDINGS for name in in_main):
@@ -189,15 +189,15 @@ def violations(source: str) -> list[str]:
 def test_module_ends_in_one_place(path):
     problems = violations(path.read_text())
     if path.stem in KNOWN_EXCEPTIONS:
-        assert problems, "%s now ends in one place: remove it from KNOWN_EXCEPTIONS" % path.name
-        pytest.skip("known exception (reworked elsewhere): %s" % "; ".join(problems))
-    assert not problems, "%s: %s" % (path.name, "; ".join(problems))
+        assert problems, f"{path.name} now ends in one place: remove it from KNOWN_EXCEPTIONS"
+        pytest.skip("known exception (reworked elsewhere): " + "; ".join(problems))
+    assert not problems, f"{path.name}: " + "; ".join(problems)
 
 
 def test_only_run_module_ends_a_module_from_module_utils():
     """A helper in module_utils that calls exit_json/fail_json (the old _pg.finish) would hide a second ending
     from the scan above."""
-    offenders = ["%s:%d %s() in %s" % (path.name, line, name, where)
+    offenders = [f"{path.name}:{line} {name}() in {where}"
                  for path in sorted(MODULE_UTILS.glob("*.py")) if path.name != "_module.py"
                  for where, name, line in calls(path.read_text()) if name in ENDINGS]
     assert offenders == []
@@ -215,7 +215,8 @@ def test_the_scan_finds_each_way_a_module_used_to_end():
     assert violations(deep) == ["line 3: fail_json_aws() called in Store, not in main()"]
     helper = "def main():\n    module = M()\n    finish(module, out)\n"
     assert violations(helper) == ["main() neither calls run_module() nor exit_json()"]
-    mixed = "def main():\n    module = M()\n    if bad:\n        module.fail_json(msg='x')\n    run_module(module, run)\n"
+    mixed = ("def main():\n    module = M()\n    if bad:\n        module.fail_json(msg='x')\n"
+             "    run_module(module, run)\n")
     assert violations(mixed) == ["main() calls run_module() and also ends the module itself"]
     good = "def run(module, result):\n    return {}\ndef main():\n    module = M()\n    run_module(module, run)\n"
     assert violations(good) == []
