@@ -15,13 +15,9 @@ import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import ApprovalError
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
-
-
-class ApprovalError(AgbotDrError):
-    """A refused approval; the message says what to do next."""
 
 
 def request_id(action: str, target: str, incident_id: str, operator_arn: str) -> str:

@@ -7,8 +7,9 @@
   boto3/botocore and gives ``fail_json_aws``), with check mode supported unless said otherwise;
 - ``aws_client(module, service, **backoff)``: ``module.client`` whose calls made with ``aws_retry=True`` retry with
   jittered backoff (``AWSRetry.jittered_backoff`` arguments: ``retries``, ``delay``, ``max_delay``);
-- ``AWS_ERRORS``: the exceptions to catch around a call and hand to
-  ``module.fail_json_aws(e, msg="Failed to <verb> <object> <id>")``;
+- ``AWS_ERRORS``: the exceptions to catch around a call and raise again as
+  ``AwsApiError("Failed to <verb> <object> <id>", e)`` (``_errors.py``); ``run_module`` (``_module.py``) reports it
+  once, through ``module.fail_json_aws``;
 - ``is_boto3_error_code``: amazon.aws's, to catch one error code before ``AWS_ERRORS``.
 """
 

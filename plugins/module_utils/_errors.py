@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One exception hierarchy for every agbotkit.dr module.
 
-Helpers raise these; each module's main() catches AgbotDrError once and turns it into
-fail_json(msg=str(err), **err.details). A message always says what failed and what to do next.
+Helpers raise these; each module's main() hands its work to _module.run_module, which catches AgbotDrError once
+and turns it into fail_json(msg=str(err), **result, **err.details). A message always says what failed and what to
+do next. Library errors (psycopg, botocore, OSError) are turned into these where they happen.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ class AgbotDrError(Exception):
         self.details = details
 
     def __str__(self) -> str:
+        return self.msg
+
+    def full_message(self) -> str:
+        """The message fail_json reports (subclasses may add the cause, as AwsApiError does)."""
         return self.msg
 
 
@@ -42,6 +47,10 @@ class ManifestError(AgbotDrError):
 
 class IntegrityMismatchError(AgbotDrError):
     """The database does not match its manifest or is corrupt."""
+
+
+class ToolError(AgbotDrError):
+    """pg_dump or pg_restore failed or is missing."""
 
 
 # --- kill switch --------------------------------------------------------------------------
@@ -78,7 +87,57 @@ class ResumeNotConfirmedError(KillSwitchError):
     """The bot says trading, but no new rows appeared within the settle period."""
 
 
+# --- RTDS feed -----------------------------------------------------------------------------
+
+class RtdsProbeError(AgbotDrError):
+    """The probe could not prove the feed healthy; details carry whatever was measured."""
+
+
+class RtdsConnectError(RtdsProbeError):
+    """The websocket could not be opened (refused, handshake rejected, timeout)."""
+
+
+class RtdsStallError(RtdsProbeError):
+    """The feed stopped sending ticks."""
+
+
+class RtdsGapError(RtdsProbeError):
+    """More sequence numbers were missing than allowed."""
+
+
+class RtdsLatencyError(RtdsProbeError):
+    """Tick latency above the allowed maximum."""
+
+
+# --- Security breach -----------------------------------------------------------------------
+
+class RotationError(AgbotDrError):
+    """A state the rotation cannot resolve on its own; the message says what to do."""
+
+
+class ApprovalError(AgbotDrError):
+    """A refused approval; the message says what to do next. The module reports it with approved=false."""
+
+    def __init__(self, msg: str, **details):
+        details.setdefault("approved", False)
+        super().__init__(msg, **details)
+
+
 # --- Runbook ------------------------------------------------------------------------------
 
 class RunStateError(AgbotDrError):
     """The run state file of a scenario cannot be read, understood or written."""
+
+
+# --- AWS ----------------------------------------------------------------------------------
+
+class AwsApiError(AgbotDrError):
+    """An AWS API call failed. ``exception`` is the botocore error: main() reports it through amazon.aws's
+    fail_json_aws (message "<msg>: <AWS message>", the AWS error code, response metadata, SDK versions)."""
+
+    def __init__(self, msg: str, exception: BaseException | None = None, **details):
+        super().__init__(msg, **details)
+        self.exception = exception
+
+    def full_message(self) -> str:
+        return "%s: %s" % (self.msg, self.exception) if self.exception is not None else self.msg

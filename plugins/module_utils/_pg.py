@@ -185,16 +185,6 @@ class PgConnector:
         return PgSession(conn, self.recorder, self.target)
 
 
-def finish(module, out: dict, connector: "PgConnector | None" = None, err=None) -> None:
-    """End a module once: the SQL the connector recorded becomes `queries`; with err (an AgbotDrError),
-    fail_json with its message and details, else exit_json."""
-    if connector is not None:
-        out["queries"] = connector.recorder.queries
-    if err is not None:
-        module.fail_json(msg=str(err), **dict(out, **err.details))
-    module.exit_json(**out)
-
-
 def quote_ident(name: str) -> str:
     """Quote an identifier the way PostgreSQL's quote_ident() does (always quoted)."""
     return '"%s"' % name.replace('"', '""')

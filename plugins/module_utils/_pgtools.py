@@ -15,13 +15,9 @@ import os
 
 from ansible_collections.community.general.plugins.module_utils.cmd_runner import CmdRunner, cmd_runner_fmt
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import ToolError
 
 CHUNK = 4 * 1024 * 1024
-
-
-class ToolError(AgbotDrError):
-    """pg_dump or pg_restore failed or is missing."""
 
 
 def find_tool(module, name: str, pg_bin: str | None) -> str:

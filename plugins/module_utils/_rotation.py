@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import uuid
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import RotationError
 
 PHASES = ("start", "alter", "promote", "done")
 
 # A fixed namespace: the version id of the rotation of secret S in incident I is uuid5(NS, "I/S"),
 # so a re-run of the same incident recognises its own version and does not rotate twice.
 _TOKEN_NS = uuid.UUID("6f1c3c1e-6a43-4d55-9a5e-2c1f0e0b7a11")
-
-
-class RotationError(AgbotDrError):
-    """A state the rotation cannot resolve on its own; the message says what to do."""
 
 
 def version_token(incident_id: str, secret_id: str) -> str:

@@ -14,7 +14,13 @@ import math
 import time
 from datetime import datetime, timezone
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import (
+    RtdsConnectError,
+    RtdsGapError,
+    RtdsLatencyError,
+    RtdsProbeError,
+    RtdsStallError,
+)
 
 try:
     from websockets.exceptions import InvalidStatus, WebSocketException
@@ -32,26 +38,6 @@ except ImportError as exc:  # pragma: no cover - depends on the target
         """Stand-in so the except clauses below stay valid without websockets."""
 
     ws_connect = None
-
-
-class RtdsProbeError(AgbotDrError):
-    """The probe could not prove the feed healthy; details carry whatever was measured."""
-
-
-class RtdsConnectError(RtdsProbeError):
-    """The websocket could not be opened (refused, handshake rejected, timeout)."""
-
-
-class RtdsStallError(RtdsProbeError):
-    """The feed stopped sending ticks."""
-
-
-class RtdsGapError(RtdsProbeError):
-    """More sequence numbers were missing than allowed."""
-
-
-class RtdsLatencyError(RtdsProbeError):
-    """Tick latency above the allowed maximum."""
 
 
 # ------------------------------------------------------------------------------------------ pure statistics

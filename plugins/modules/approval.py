@@ -188,6 +188,8 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._approval import (  # 
     grant_payload,
     request_id,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import MissingLibraryError  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 
 try:
     import boto3
@@ -380,6 +382,22 @@ def run_awx(module: AnsibleModule) -> dict:
     return {"approved": True, "approver": decided["approver"], "operator": decided["operator"], "changed": False}
 
 
+def run(module: AnsibleModule, _result: dict) -> dict:
+    if module.params["backend"] == "awx":
+        if module.params["state"] != "check":
+            raise ApprovalError("backend=awx only checks: approvals are given on the controller's approval node")
+        return run_awx(module)
+    if not HAS_BOTO3:
+        raise MissingLibraryError("boto3 is required for backend=record")
+    for name in ("bucket", "region"):
+        if not module.params.get(name):
+            raise ApprovalError(f"{name} is required with backend=record")
+    try:
+        return run_record(module)
+    except (BotoCoreError, ClientError) as exc:
+        raise ApprovalError(f"Failed to read or write the approval records: {exc}") from exc
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -416,23 +434,7 @@ def main() -> None:
         required_if=[("state", "grant", ["request_id"])],
         supports_check_mode=True,
     )
-    try:
-        if module.params["backend"] == "awx":
-            if module.params["state"] != "check":
-                raise ApprovalError("backend=awx only checks: approvals are given on the controller's approval node")
-            result = run_awx(module)
-        else:
-            if not HAS_BOTO3:
-                module.fail_json(msg="boto3 is required for backend=record")
-            for name in ("bucket", "region"):
-                if not module.params.get(name):
-                    raise ApprovalError(f"{name} is required with backend=record")
-            result = run_record(module)
-    except ApprovalError as exc:
-        module.fail_json(msg=str(exc), approved=False)
-    except (BotoCoreError, ClientError) as exc:
-        module.fail_json(msg=f"Failed to read or write the approval records: {exc}", approved=False)
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

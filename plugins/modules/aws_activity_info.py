@@ -94,6 +94,8 @@ import datetime
 import json
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._aws import AWS_ERRORS, aws_client, aws_module
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, AwsApiError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 
 
 def parse_time(text):
@@ -119,15 +121,13 @@ def flatten(event):
             "source_ip": detail.get("sourceIPAddress") or ""}
 
 
-def main():
-    module = aws_module(dict(start_time=dict(type="str", required=True), end_time=dict(type="str", default=""),
-                             max_events=dict(type="int", default=5000)))
+def run(module, _result):
     p = module.params
     try:
         start = parse_time(p["start_time"])
         end = parse_time(p["end_time"]) if p["end_time"] else datetime.datetime.now(datetime.timezone.utc)
-    except ValueError:
-        module.fail_json(msg="start_time and end_time must be ISO 8601 times or epoch seconds")
+    except ValueError as exc:
+        raise AgbotDrError("start_time and end_time must be ISO 8601 times or epoch seconds") from exc
     client = aws_client(module, "cloudtrail")
     events, token, truncated = [], None, False
     try:
@@ -144,9 +144,15 @@ def main():
             if not token:
                 break
     except AWS_ERRORS as e:
-        module.fail_json_aws(e, msg="Failed to look up CloudTrail events")
-    module.exit_json(changed=False, events=events[:p["max_events"]], truncated=truncated,
-                     start_time=start.isoformat(), end_time=end.isoformat())
+        raise AwsApiError("Failed to look up CloudTrail events", e) from e
+    return dict(changed=False, events=events[:p["max_events"]], truncated=truncated,
+                start_time=start.isoformat(), end_time=end.isoformat())
+
+
+def main():
+    module = aws_module(dict(start_time=dict(type="str", required=True), end_time=dict(type="str", default=""),
+                             max_events=dict(type="int", default=5000)))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

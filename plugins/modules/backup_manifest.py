@@ -160,7 +160,8 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._backup import (
     parse_signature,
     private_folder,
 )
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, MissingLibraryError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 
 try:
     import boto3
@@ -230,6 +231,119 @@ class Signer:
         return base64.b64encode(resp["Signature"]).decode(), resp.get("KeyId", self.p["key_id"])
 
 
+def run(module: AnsibleModule, out: dict) -> None:
+    if not HAS_CRYPTOGRAPHY:
+        raise MissingLibraryError(missing_required_lib("cryptography"))
+    if not HAS_BOTO3 and not module.params["public_key"]:
+        raise MissingLibraryError(missing_required_lib("boto3"))
+    p = module.params
+    signer = Signer(p)
+    if p["state"] == "probed":
+        if p["public_key"]:
+            raise AgbotDrError("state=probed asks KMS for the public key: do not give public_key")
+        digest = hashlib.sha256(os.urandom(32)).digest()
+        out["digest"] = "sha256:" + digest.hex()
+        key, arn = signer.public_key()
+        out["key_arn"] = arn
+        out["key_spec"] = "ECC_NIST_P256 SIGN_VERIFY"
+        signature, _arn = signer.sign(digest)
+        if not signer.verifies(key, digest, signature):
+            raise AgbotDrError("KMS key %s signed the probe but its signature does not verify with the key's "
+                               "public key: backups signed now could not be restored. Check the key in KMS (and "
+                               "that dr_backup_signing_key_id names the key whose public key restores use)"
+                               % p["key_id"])
+        out["probe_verified"] = True
+        return
+    if p["state"] == "signed":
+        mpath = os.path.join(p["path"], "manifest.json")
+        spath = os.path.join(p["path"], "manifest.sig")
+        out["signature_path"] = spath
+        if not os.path.isfile(mpath):
+            if module.check_mode:
+                out["changed"] = True
+                return
+            raise AgbotDrError("Failed to sign: %s does not exist" % mpath)
+        with open(mpath, "rb") as fh:
+            raw = fh.read()
+        digest = hashlib.sha256(raw).digest()
+        out["digest"] = "sha256:" + digest.hex()
+        if os.path.isfile(spath):
+            try:
+                with open(spath) as fh:
+                    existing = parse_signature(fh.read())
+                key, arn = signer.public_key()
+                if existing["digest"] == out["digest"] and signer.verifies(key, digest, existing["signature"]):
+                    out["key_arn"] = arn
+                    return
+            except ValueError:
+                pass
+        out["changed"] = True
+        if module.check_mode:
+            return
+        signature, arn = signer.sign(digest)
+        out["key_arn"] = arn
+        tmp = spath + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"format": SIGNATURE_FORMAT, "key_id": arn, "algorithm": SIGNING_ALGORITHM,
+                       "digest": out["digest"], "signature": signature}, fh, indent=2, sort_keys=True)
+        os.replace(tmp, spath)
+        return
+
+    # verified
+    bid = p["backup_id"]
+    raw = p["manifest_text"].encode("utf-8")
+    what = "Backup %s is refused" % bid
+    todo = ("Nothing was downloaded besides its manifest and nothing was changed. Check that the backup was "
+            "taken by playbooks/backup.yml with signing key %s (dr_backup_signing_key_id), that the restore "
+            "uses the same key (db_restore_signing_key_id), and who last wrote s3 objects of this backup (object "
+            "versions, CloudTrail); or choose another backup with -e db_restore_backup_id=ID" % p["key_id"])
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise AgbotDrError("%s: its manifest.json is %d bytes, more than %d. %s" % (
+            what, len(raw), MAX_MANIFEST_BYTES, todo))
+    digest = hashlib.sha256(raw).digest()
+    out["digest"] = "sha256:" + digest.hex()
+    try:
+        sig = parse_signature(p["signature_text"])
+    except ValueError as exc:
+        raise AgbotDrError("%s: %s, so it cannot be shown to come from our backup job (unsigned backups are not "
+                           "restored). %s" % (what, exc, todo)) from exc
+    if sig["digest"] != out["digest"]:
+        raise AgbotDrError("%s: its manifest.json (%s) is not the one that was signed (%s): it was changed after "
+                           "the backup. %s" % (what, out["digest"], sig["digest"], todo))
+    key, arn = signer.public_key()
+    out["key_arn"] = arn
+    if not signer.verifies(key, digest, sig["signature"]):
+        raise AgbotDrError("%s: the signature of its manifest does not verify with KMS key %s (signed with "
+                           "another key, or altered). %s" % (what, p["key_id"], todo))
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise AgbotDrError("%s: its manifest.json is not JSON (%s). %s" % (what, exc, todo)) from exc
+    problems = backup_manifest_problems(manifest, bid)
+    root = os.path.abspath(p["dest"])
+    for key_name in (manifest.get("artifacts") or {}) if isinstance(manifest, dict) and not problems else ():
+        target = os.path.normpath(os.path.join(root, key_name))
+        if os.path.commonpath([root, target]) != root:
+            problems.append("artifact %s resolves outside %s" % (key_name, root))
+    if problems:
+        raise AgbotDrError("%s: its manifest is malformed: %s. %s" % (what, "; ".join(problems), todo))
+    private_folder(root, module.check_mode)
+    out["manifest"] = manifest
+    if not module.check_mode:
+        mpath = os.path.join(root, "manifest.json")
+        current = None
+        if os.path.isfile(mpath) and not os.path.islink(mpath):
+            with open(mpath, "rb") as fh:
+                current = fh.read()
+        if current != raw:
+            tmp = mpath + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+            os.replace(tmp, mpath)
+            out["changed"] = True
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -250,121 +364,7 @@ def main():
         required_if=[["state", "signed", ["path"]], ["state", "verified", ["manifest_text", "backup_id", "dest"]]],
         supports_check_mode=True,
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"))
-    if not HAS_BOTO3 and not module.params["public_key"]:
-        module.fail_json(msg=missing_required_lib("boto3"))
-    p = module.params
-    signer = Signer(p)
-    out = {"changed": False}
-    try:
-        if p["state"] == "probed":
-            if p["public_key"]:
-                raise AgbotDrError("state=probed asks KMS for the public key: do not give public_key")
-            digest = hashlib.sha256(os.urandom(32)).digest()
-            out["digest"] = "sha256:" + digest.hex()
-            key, arn = signer.public_key()
-            out["key_arn"] = arn
-            out["key_spec"] = "ECC_NIST_P256 SIGN_VERIFY"
-            signature, _arn = signer.sign(digest)
-            if not signer.verifies(key, digest, signature):
-                raise AgbotDrError("KMS key %s signed the probe but its signature does not verify with the key's "
-                                   "public key: backups signed now could not be restored. Check the key in KMS (and "
-                                   "that dr_backup_signing_key_id names the key whose public key restores use)"
-                                   % p["key_id"])
-            out["probe_verified"] = True
-            module.exit_json(**out)
-        if p["state"] == "signed":
-            mpath = os.path.join(p["path"], "manifest.json")
-            spath = os.path.join(p["path"], "manifest.sig")
-            out["signature_path"] = spath
-            if not os.path.isfile(mpath):
-                if module.check_mode:
-                    out["changed"] = True
-                    module.exit_json(**out)
-                raise AgbotDrError("Failed to sign: %s does not exist" % mpath)
-            with open(mpath, "rb") as fh:
-                raw = fh.read()
-            digest = hashlib.sha256(raw).digest()
-            out["digest"] = "sha256:" + digest.hex()
-            if os.path.isfile(spath):
-                try:
-                    with open(spath) as fh:
-                        existing = parse_signature(fh.read())
-                    key, arn = signer.public_key()
-                    if existing["digest"] == out["digest"] and signer.verifies(key, digest, existing["signature"]):
-                        out["key_arn"] = arn
-                        module.exit_json(**out)
-                except ValueError:
-                    pass
-            out["changed"] = True
-            if module.check_mode:
-                module.exit_json(**out)
-            signature, arn = signer.sign(digest)
-            out["key_arn"] = arn
-            tmp = spath + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump({"format": SIGNATURE_FORMAT, "key_id": arn, "algorithm": SIGNING_ALGORITHM,
-                           "digest": out["digest"], "signature": signature}, fh, indent=2, sort_keys=True)
-            os.replace(tmp, spath)
-            module.exit_json(**out)
-
-        # verified
-        bid = p["backup_id"]
-        raw = p["manifest_text"].encode("utf-8")
-        what = "Backup %s is refused" % bid
-        todo = ("Nothing was downloaded besides its manifest and nothing was changed. Check that the backup was "
-                "taken by playbooks/backup.yml with signing key %s (dr_backup_signing_key_id), that the restore "
-                "uses the same key (db_restore_signing_key_id), and who last wrote s3 objects of this backup (object "
-                "versions, CloudTrail); or choose another backup with -e db_restore_backup_id=ID" % p["key_id"])
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise AgbotDrError("%s: its manifest.json is %d bytes, more than %d. %s" % (
-                what, len(raw), MAX_MANIFEST_BYTES, todo))
-        digest = hashlib.sha256(raw).digest()
-        out["digest"] = "sha256:" + digest.hex()
-        try:
-            sig = parse_signature(p["signature_text"])
-        except ValueError as exc:
-            raise AgbotDrError("%s: %s, so it cannot be shown to come from our backup job (unsigned backups are not "
-                               "restored). %s" % (what, exc, todo)) from exc
-        if sig["digest"] != out["digest"]:
-            raise AgbotDrError("%s: its manifest.json (%s) is not the one that was signed (%s): it was changed after "
-                               "the backup. %s" % (what, out["digest"], sig["digest"], todo))
-        key, arn = signer.public_key()
-        out["key_arn"] = arn
-        if not signer.verifies(key, digest, sig["signature"]):
-            raise AgbotDrError("%s: the signature of its manifest does not verify with KMS key %s (signed with "
-                               "another key, or altered). %s" % (what, p["key_id"], todo))
-        try:
-            manifest = json.loads(raw)
-        except ValueError as exc:
-            raise AgbotDrError("%s: its manifest.json is not JSON (%s). %s" % (what, exc, todo)) from exc
-        problems = backup_manifest_problems(manifest, bid)
-        root = os.path.abspath(p["dest"])
-        for key_name in (manifest.get("artifacts") or {}) if isinstance(manifest, dict) and not problems else ():
-            target = os.path.normpath(os.path.join(root, key_name))
-            if os.path.commonpath([root, target]) != root:
-                problems.append("artifact %s resolves outside %s" % (key_name, root))
-        if problems:
-            raise AgbotDrError("%s: its manifest is malformed: %s. %s" % (what, "; ".join(problems), todo))
-        private_folder(root, module.check_mode)
-        out["manifest"] = manifest
-        if not module.check_mode:
-            mpath = os.path.join(root, "manifest.json")
-            current = None
-            if os.path.isfile(mpath) and not os.path.islink(mpath):
-                with open(mpath, "rb") as fh:
-                    current = fh.read()
-            if current != raw:
-                tmp = mpath + ".tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(raw)
-                os.replace(tmp, mpath)
-                out["changed"] = True
-    except AgbotDrError as err:
-        module.fail_json(msg=str(err), **out)
-    module.exit_json(**out)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

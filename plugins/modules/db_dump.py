@@ -144,7 +144,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.agbotkit.dr.plugins.module_utils._backup import private_folder
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
 from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import CHECKSUM_ALGORITHMS, ManifestCollector
-from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, finish, postgres_argument_spec
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
+from ansible_collections.agbotkit.dr.plugins.module_utils._pg import PgConnector, postgres_argument_spec
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgtools import (
     ToolError,
     artifact_checksums,
@@ -234,6 +235,29 @@ def take_dump(module, connector: PgConnector, path: str) -> dict:
     return manifest
 
 
+def run(module, out: dict) -> None:
+    p = module.params
+    path = out["path"]
+    if "/" in p["backup_id"] or p["backup_id"] in ("", ".", ".."):
+        raise AgbotDrError("backup_id %r is not a plain folder name" % p["backup_id"])
+    if not 0 <= p["compress"] <= 9:
+        raise AgbotDrError("compress must be 0-9, got %d" % p["compress"])
+    connector = PgConnector(p, application_name="agbotkit.dr.db_dump")
+    out["queries"] = connector.recorder.queries
+    manifest = existing_backup(path)
+    if manifest is None:
+        if module.check_mode:
+            connector.session().close()  # prove we can connect
+            out["changed"] = True
+        else:
+            manifest = take_dump(module, connector, path)
+            out["changed"] = True
+    if manifest is not None:
+        out.update(manifest=manifest, artifacts=manifest["artifacts"],
+                   bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
+                   duration=manifest.get("duration"), timings=manifest.get("timings"))
+
+
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(
@@ -248,30 +272,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     path = os.path.join(p["dest"], p["backup_id"])
-    out = dict(changed=False, backup_id=p["backup_id"], path=path,
-               manifest_path=os.path.join(path, MANIFEST_NAME), queries=[])
-    connector = None
-    try:
-        if "/" in p["backup_id"] or p["backup_id"] in ("", ".", ".."):
-            raise AgbotDrError("backup_id %r is not a plain folder name" % p["backup_id"])
-        if not 0 <= p["compress"] <= 9:
-            raise AgbotDrError("compress must be 0-9, got %d" % p["compress"])
-        connector = PgConnector(p, application_name="agbotkit.dr.db_dump")
-        manifest = existing_backup(path)
-        if manifest is None:
-            if module.check_mode:
-                connector.session().close()  # prove we can connect
-                out["changed"] = True
-            else:
-                manifest = take_dump(module, connector, path)
-                out["changed"] = True
-        if manifest is not None:
-            out.update(manifest=manifest, artifacts=manifest["artifacts"],
-                       bytes=sum(a["bytes"] for a in manifest["artifacts"].values()),
-                       duration=manifest.get("duration"), timings=manifest.get("timings"))
-    except AgbotDrError as err:
-        finish(module, out, connector, err)
-    finish(module, out, connector)
+    run_module(module, run, result=dict(changed=False, backup_id=p["backup_id"], path=path,
+                                        manifest_path=os.path.join(path, MANIFEST_NAME), queries=[]))
 
 
 if __name__ == "__main__":

@@ -237,6 +237,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     validate_manifest,
     watermark_plan,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pool import run_pool  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
     PgConnector,
@@ -554,18 +555,16 @@ class Checker:
         return out
 
 
+def run(module: AnsibleModule, result: dict) -> None:
+    if module.params["parallel"] < 1:
+        raise AgbotDrError("parallel must be 1 or more")
+    Checker(module).run(result)
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[["manifest", "manifest_path"]])
-    result: dict = {"changed": False}
-    if module.params["parallel"] < 1:
-        module.fail_json(msg="parallel must be 1 or more")
-    try:
-        Checker(module).run(result)
-    except AgbotDrError as err:
-        result.update(err.details)
-        module.fail_json(msg=str(err), **result)
-    module.exit_json(**result)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

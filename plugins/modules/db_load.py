@@ -126,9 +126,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, ManifestError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (
     PgConnector,
-    finish,
     postgres_argument_spec,
     quote_ident,
 )
@@ -204,6 +204,121 @@ def load_manifest(path: str) -> dict:
     return manifest
 
 
+def run(module, out: dict) -> None:
+    p = module.params
+    manifest = load_manifest(p["backup_path"])
+    backup_id = manifest["backup"]["id"]
+    out["backup_id"] = backup_id
+    problems = verify_artifacts(p["backup_path"], manifest["artifacts"])
+    out["artifact_problems"] = problems
+    if problems:
+        raise AgbotDrError(
+            "Backup %s failed its sha256 check, nothing was restored: %s. Fetch it again or choose another "
+            "backup (db_restore_backup_id)" % (backup_id, "; ".join(x["message"] for x in problems)))
+    if p["target_db"] == manifest.get("database"):
+        raise AgbotDrError("target_db %s is the database the backup was taken from; restore into a new "
+                           "database and swap it in with agbotkit.dr.db_swap" % p["target_db"])
+    connector = PgConnector(p, application_name="agbotkit.dr.db_load")
+    out["queries"] = connector.recorder.queries
+    admin = connector.session()
+    try:
+        # markers must survive a crash whatever the server's synchronous_commit says
+        admin.execute("SET synchronous_commit TO on")
+        state = db_state(admin, p["target_db"])
+        action, why = load_target_action(state, backup_id)
+        if action == "refuse":
+            raise AgbotDrError(why)
+        if action == "done":
+            return
+        ts_version = manifest.get("extensions", {}).get("timescaledb")
+        out["timescaledb"] = ts_version
+        if ts_version:
+            avail = admin.query("SELECT version FROM pg_catalog.pg_available_extension_versions "
+                                "WHERE name = 'timescaledb'")
+            versions = sorted(r["version"] for r in avail)
+            if ts_version not in versions:
+                raise AgbotDrError(
+                    "The backup needs timescaledb %s but this server offers %s; install the same extension "
+                    "version before restoring" % (ts_version, ", ".join(versions) or "none"))
+        if module.check_mode:
+            out["changed"] = True
+            return
+        started = time.monotonic()
+        target = quote_ident(p["target_db"])
+        clock = [started]
+        timings = {}
+
+        def lap():
+            now = time.monotonic()
+            seconds, clock[0] = round(now - clock[0], 3), now
+            return seconds
+
+        if action == "replace":  # this backup's own unfinished restore (marker status=loading)
+            admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()", (p["target_db"],))
+            admin.execute("DROP DATABASE %s" % target)
+        admin.execute("CREATE DATABASE %s" % target)
+        admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "loading"),))
+    finally:
+        admin.close()
+    out["changed"] = True
+    tparams = dict(p, login_db=p["target_db"])
+    tconn = PgConnector(tparams, recorder=connector.recorder, application_name="agbotkit.dr.db_load")
+    if ts_version:
+        s = tconn.session()
+        try:
+            s.execute("CREATE EXTENSION IF NOT EXISTS timescaledb VERSION %s" % quote_ident(ts_version))
+            s.execute("SELECT timescaledb_pre_restore()")
+        finally:
+            s.close()
+    runner = pg_restore_runner(module, find_tool(module, "pg_restore", p["pg_bin"]))
+
+    def restore(sections, jobs):
+        # environ_update belongs to the context: CmdRunner's run() only takes argument values
+        with runner("host port user no_password dbname jobs section no_owner exit_on_error source",
+                    environ_update=pg_env(p)) as ctx:
+            rc, _out, err = ctx.run(dbname=dbname_conninfo(p["target_db"]), jobs=jobs, section=sections,
+                                    no_password=True,
+                                    source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
+        if rc != 0:
+            raise ToolError("Failed to restore backup %s into %s: pg_restore (%s) exited %s: %s. The live "
+                            "database is untouched; re-run to start the restore again" % (
+                                backup_id, p["target_db"], " + ".join(sections), rc, err.strip()[-2000:]))
+
+    timings["create"] = lap()
+    restore(["pre-data"], 1)
+    timings["pre_data"] = lap()
+    s = tconn.session()
+    try:
+        paused = [r["name"] for r in s.query(PAUSABLE_TABLES_SQL)]
+        for name in paused:
+            s.execute("ALTER TABLE %s SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)" % name)
+    finally:
+        s.close()
+    restore(["data", "post-data"], p["jobs"])
+    timings["load"] = lap()
+    s = tconn.session()
+    try:
+        if ts_version:
+            s.execute("SELECT timescaledb_post_restore()")
+        analyze(tconn, s, p["jobs"])
+        timings["analyze"] = lap()
+        for name in paused:
+            s.execute("ALTER TABLE %s RESET (autovacuum_enabled, toast.autovacuum_enabled)" % name)
+    finally:
+        s.close()
+    out["autovacuum_paused"] = paused
+    admin = connector.session()
+    try:
+        admin.execute("SET synchronous_commit TO on")
+        admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "complete"),))
+    finally:
+        admin.close()
+    timings["mark"] = lap()
+    out["duration"] = round(time.monotonic() - started, 3)
+    out["timings"] = timings
+
+
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(
@@ -215,123 +330,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    out = dict(changed=False, target_db=p["target_db"], backup_id=None, artifact_problems=[], timescaledb=None,
-               queries=[])
-    connector = None
-    try:
-        manifest = load_manifest(p["backup_path"])
-        backup_id = manifest["backup"]["id"]
-        out["backup_id"] = backup_id
-        problems = verify_artifacts(p["backup_path"], manifest["artifacts"])
-        out["artifact_problems"] = problems
-        if problems:
-            raise AgbotDrError(
-                "Backup %s failed its sha256 check, nothing was restored: %s. Fetch it again or choose another "
-                "backup (db_restore_backup_id)" % (backup_id, "; ".join(x["message"] for x in problems)))
-        if p["target_db"] == manifest.get("database"):
-            raise AgbotDrError("target_db %s is the database the backup was taken from; restore into a new "
-                               "database and swap it in with agbotkit.dr.db_swap" % p["target_db"])
-        connector = PgConnector(p, application_name="agbotkit.dr.db_load")
-        admin = connector.session()
-        try:
-            # markers must survive a crash whatever the server's synchronous_commit says
-            admin.execute("SET synchronous_commit TO on")
-            state = db_state(admin, p["target_db"])
-            action, why = load_target_action(state, backup_id)
-            if action == "refuse":
-                raise AgbotDrError(why)
-            if action == "done":
-                finish(module, out, connector)
-            ts_version = manifest.get("extensions", {}).get("timescaledb")
-            out["timescaledb"] = ts_version
-            if ts_version:
-                avail = admin.query("SELECT version FROM pg_catalog.pg_available_extension_versions "
-                                    "WHERE name = 'timescaledb'")
-                versions = sorted(r["version"] for r in avail)
-                if ts_version not in versions:
-                    raise AgbotDrError(
-                        "The backup needs timescaledb %s but this server offers %s; install the same extension "
-                        "version before restoring" % (ts_version, ", ".join(versions) or "none"))
-            if module.check_mode:
-                out["changed"] = True
-                finish(module, out, connector)
-            started = time.monotonic()
-            target = quote_ident(p["target_db"])
-            clock = [started]
-            timings = {}
-
-            def lap():
-                now = time.monotonic()
-                seconds, clock[0] = round(now - clock[0], 3), now
-                return seconds
-
-            if action == "replace":  # this backup's own unfinished restore (marker status=loading)
-                admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
-                              "WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()", (p["target_db"],))
-                admin.execute("DROP DATABASE %s" % target)
-            admin.execute("CREATE DATABASE %s" % target)
-            admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "loading"),))
-        finally:
-            admin.close()
-        out["changed"] = True
-        tparams = dict(p, login_db=p["target_db"])
-        tconn = PgConnector(tparams, recorder=connector.recorder, application_name="agbotkit.dr.db_load")
-        if ts_version:
-            s = tconn.session()
-            try:
-                s.execute("CREATE EXTENSION IF NOT EXISTS timescaledb VERSION %s" % quote_ident(ts_version))
-                s.execute("SELECT timescaledb_pre_restore()")
-            finally:
-                s.close()
-        runner = pg_restore_runner(module, find_tool(module, "pg_restore", p["pg_bin"]))
-
-        def restore(sections, jobs):
-            # environ_update belongs to the context: CmdRunner's run() only takes argument values
-            with runner("host port user no_password dbname jobs section no_owner exit_on_error source",
-                        environ_update=pg_env(p)) as ctx:
-                rc, _out, err = ctx.run(dbname=dbname_conninfo(p["target_db"]), jobs=jobs, section=sections,
-                                        no_password=True,
-                                        source=[os.path.join(p["backup_path"], "dump")], **conn_args(p))
-            if rc != 0:
-                raise ToolError("Failed to restore backup %s into %s: pg_restore (%s) exited %s: %s. The live "
-                                "database is untouched; re-run to start the restore again" % (
-                                    backup_id, p["target_db"], " + ".join(sections), rc, err.strip()[-2000:]))
-
-        timings["create"] = lap()
-        restore(["pre-data"], 1)
-        timings["pre_data"] = lap()
-        s = tconn.session()
-        try:
-            paused = [r["name"] for r in s.query(PAUSABLE_TABLES_SQL)]
-            for name in paused:
-                s.execute("ALTER TABLE %s SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)" % name)
-        finally:
-            s.close()
-        restore(["data", "post-data"], p["jobs"])
-        timings["load"] = lap()
-        s = tconn.session()
-        try:
-            if ts_version:
-                s.execute("SELECT timescaledb_post_restore()")
-            analyze(tconn, s, p["jobs"])
-            timings["analyze"] = lap()
-            for name in paused:
-                s.execute("ALTER TABLE %s RESET (autovacuum_enabled, toast.autovacuum_enabled)" % name)
-        finally:
-            s.close()
-        out["autovacuum_paused"] = paused
-        admin = connector.session()
-        try:
-            admin.execute("SET synchronous_commit TO on")
-            admin.execute("COMMENT ON DATABASE %s IS %%s" % target, (marker("restore", backup_id, "complete"),))
-        finally:
-            admin.close()
-        timings["mark"] = lap()
-        out["duration"] = round(time.monotonic() - started, 3)
-        out["timings"] = timings
-    except AgbotDrError as err:
-        finish(module, out, connector, err)
-    finish(module, out, connector)
+    run_module(module, run, result=dict(changed=False, target_db=p["target_db"], backup_id=None, artifact_problems=[],
+                                        timescaledb=None, queries=[]))
 
 
 if __name__ == "__main__":

@@ -211,6 +211,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     parse_manifest,
     stable_part,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
     PgConnector,
     QueryRecorder,
@@ -261,7 +262,7 @@ def write_file(module: AnsibleModule, path: str, text: str) -> None:
 def run(module: AnsibleModule, result: dict) -> None:
     p = module.params
     if p["parallel"] < 1:
-        module.fail_json(msg="parallel must be 1 or more")
+        raise AgbotDrError("parallel must be 1 or more")
     recorder = QueryRecorder()
     result["queries"] = recorder.queries
     connector = PgConnector(p, recorder, "agbotkit.dr.db_manifest")
@@ -293,13 +294,7 @@ def run(module: AnsibleModule, result: dict) -> None:
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result: dict = {"changed": False}
-    try:
-        run(module, result)
-    except AgbotDrError as err:
-        result.update(err.details)
-        module.fail_json(msg=str(err), **result)
-    module.exit_json(**result)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

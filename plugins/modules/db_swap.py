@@ -115,9 +115,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, DatabaseQueryError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (
     PgConnector,
-    finish,
     postgres_argument_spec,
     quote_ident,
 )
@@ -133,6 +133,75 @@ TERMINATE_SQL = ("SELECT count(pg_catalog.pg_terminate_backend(pid)) AS n FROM p
                  "WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid()")
 
 
+def run(module, out: dict) -> None:
+    p = module.params
+    live, restored, quarantine = p["live_db"], p["restored_db"], p["quarantine_db"]
+    if len({live, restored, quarantine, p["login_db"]}) != 4:
+        raise AgbotDrError("live_db, restored_db, quarantine_db and login_db must be four different names")
+    connector = PgConnector(p, application_name="agbotkit.dr.db_swap")
+    out["queries"] = connector.recorder.queries
+    s = connector.session()
+    try:
+        s.execute("SET synchronous_commit TO on")  # the renames and markers must survive a crash
+        if not module.check_mode:
+            out["reopened"] = reopen_databases(s, [live, restored, quarantine], quote_ident)
+            out["changed"] = bool(out["reopened"])
+        live_state = db_state(s, live)
+        q_state = db_state(s, quarantine)
+        r_state = db_state(s, restored)
+        if (r_state is None and q_state and live_state
+                and is_complete_restore(live_state["marker"], p["backup_id"])):
+            return
+        if r_state is None:
+            raise AgbotDrError("Restored database %s does not exist; run the restore step first" % restored)
+        if not is_complete_restore(r_state["marker"], p["backup_id"]):
+            raise AgbotDrError("Database %s is not a complete restore of backup %s (marker: %s); the live "
+                               "database was left untouched" % (restored, p["backup_id"], r_state["comment"]))
+        problem = verification_problem(p["verification"], restored, p["backup_id"])
+        if problem:
+            raise AgbotDrError("Refusing to swap %s in for %s: %s. The live database was left untouched; run "
+                               "the whole restore (its verify step records the result the swap needs)"
+                               % (restored, live, problem))
+        if live_state is None:
+            raise AgbotDrError("Live database %s does not exist; nothing to swap out. Rename %s to %s by hand "
+                               "once you have checked why" % (live, restored, live))
+        if q_state is not None:
+            raise AgbotDrError("Quarantine name %s is taken; choose another quarantine_db" % quarantine)
+        out["changed"] = True
+        if module.check_mode:
+            return
+        ql, qr, qq = quote_ident(live), quote_ident(restored), quote_ident(quarantine)
+        s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ql)
+        s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % qr)
+        done = False
+        try:
+            for attempt in range(1, p["attempts"] + 1):
+                out["terminated_sessions"] += s.one(TERMINATE_SQL, ([live, restored],))["n"]
+                try:
+                    # one transaction: renamed, open again and marked together, or not at all
+                    s.execute("BEGIN")
+                    s.execute("ALTER DATABASE %s RENAME TO %s" % (ql, qq))
+                    s.execute("ALTER DATABASE %s RENAME TO %s" % (qr, ql))
+                    s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % ql)
+                    s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % qq)
+                    s.execute("COMMENT ON DATABASE %s IS %%s" % qq,
+                              (marker("quarantine", p["backup_id"], "kept", "replaced_at=%s" %
+                                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),))
+                    s.execute("COMMIT")
+                    done = True
+                    break
+                except DatabaseQueryError:
+                    s.execute("ROLLBACK")
+                    if attempt == p["attempts"]:
+                        raise
+                    time.sleep(0.2 * attempt)
+        finally:
+            if not done:  # an error (not a kill): both accept connections again under their old names
+                reopen_databases(s, [live, restored], quote_ident)
+    finally:
+        s.close()
+
+
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(
@@ -146,76 +215,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    live, restored, quarantine = p["live_db"], p["restored_db"], p["quarantine_db"]
-    out = dict(changed=False, live_db=live, quarantine_db=quarantine, terminated_sessions=0, reopened=[], queries=[])
-    connector = None
-    try:
-        if len({live, restored, quarantine, p["login_db"]}) != 4:
-            raise AgbotDrError("live_db, restored_db, quarantine_db and login_db must be four different names")
-        connector = PgConnector(p, application_name="agbotkit.dr.db_swap")
-        s = connector.session()
-        try:
-            s.execute("SET synchronous_commit TO on")  # the renames and markers must survive a crash
-            if not module.check_mode:
-                out["reopened"] = reopen_databases(s, [live, restored, quarantine], quote_ident)
-                out["changed"] = bool(out["reopened"])
-            live_state = db_state(s, live)
-            q_state = db_state(s, quarantine)
-            r_state = db_state(s, restored)
-            if (r_state is None and q_state and live_state
-                    and is_complete_restore(live_state["marker"], p["backup_id"])):
-                finish(module, out, connector)
-            if r_state is None:
-                raise AgbotDrError("Restored database %s does not exist; run the restore step first" % restored)
-            if not is_complete_restore(r_state["marker"], p["backup_id"]):
-                raise AgbotDrError("Database %s is not a complete restore of backup %s (marker: %s); the live "
-                                   "database was left untouched" % (restored, p["backup_id"], r_state["comment"]))
-            problem = verification_problem(p["verification"], restored, p["backup_id"])
-            if problem:
-                raise AgbotDrError("Refusing to swap %s in for %s: %s. The live database was left untouched; run "
-                                   "the whole restore (its verify step records the result the swap needs)"
-                                   % (restored, live, problem))
-            if live_state is None:
-                raise AgbotDrError("Live database %s does not exist; nothing to swap out. Rename %s to %s by hand "
-                                   "once you have checked why" % (live, restored, live))
-            if q_state is not None:
-                raise AgbotDrError("Quarantine name %s is taken; choose another quarantine_db" % quarantine)
-            out["changed"] = True
-            if module.check_mode:
-                finish(module, out, connector)
-            ql, qr, qq = quote_ident(live), quote_ident(restored), quote_ident(quarantine)
-            s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ql)
-            s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % qr)
-            done = False
-            try:
-                for attempt in range(1, p["attempts"] + 1):
-                    out["terminated_sessions"] += s.one(TERMINATE_SQL, ([live, restored],))["n"]
-                    try:
-                        # one transaction: renamed, open again and marked together, or not at all
-                        s.execute("BEGIN")
-                        s.execute("ALTER DATABASE %s RENAME TO %s" % (ql, qq))
-                        s.execute("ALTER DATABASE %s RENAME TO %s" % (qr, ql))
-                        s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % ql)
-                        s.execute("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % qq)
-                        s.execute("COMMENT ON DATABASE %s IS %%s" % qq,
-                                  (marker("quarantine", p["backup_id"], "kept", "replaced_at=%s" %
-                                          time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),))
-                        s.execute("COMMIT")
-                        done = True
-                        break
-                    except DatabaseQueryError:
-                        s.execute("ROLLBACK")
-                        if attempt == p["attempts"]:
-                            raise
-                        time.sleep(0.2 * attempt)
-            finally:
-                if not done:  # an error (not a kill): both accept connections again under their old names
-                    reopen_databases(s, [live, restored], quote_ident)
-        finally:
-            s.close()
-    except AgbotDrError as err:
-        finish(module, out, connector, err)
-    finish(module, out, connector)
+    run_module(module, run, result=dict(changed=False, live_db=p["live_db"], quarantine_db=p["quarantine_db"],
+                                        terminated_sessions=0, reopened=[], queries=[]))
 
 
 if __name__ == "__main__":

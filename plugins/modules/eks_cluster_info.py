@@ -80,23 +80,19 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
     aws_module,
     is_boto3_error_code,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AwsApiError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 
 
-def main():
-    module = aws_module(dict(
-        name=dict(type="str", required=True),
-        nodegroups=dict(type="list", elements="str", default=[]),
-        update_id=dict(type="str"),
-    ))
+def run(module, result):
     name = module.params["name"]
     client = aws_client(module, "eks")
-    result = dict(changed=False, exists=False, cluster={}, nodegroups=[])
     try:
         cluster = client.describe_cluster(aws_retry=True, name=name)["cluster"]
     except is_boto3_error_code("ResourceNotFoundException"):
-        module.exit_json(**result)
+        return
     except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-        module.fail_json_aws(e, msg="Failed to describe EKS cluster {0}".format(name))
+        raise AwsApiError("Failed to describe EKS cluster {0}".format(name), e) from e
     result["exists"] = True
     result["cluster"] = camel_dict_to_snake_dict(cluster, ignore_list=["tags"])
     try:
@@ -110,8 +106,16 @@ def main():
                 kw["nodegroupName"] = module.params["nodegroups"][0]
             result["update"] = camel_dict_to_snake_dict(client.describe_update(aws_retry=True, **kw)["update"])
     except AWS_ERRORS as e:
-        module.fail_json_aws(e, msg="Failed to describe the node groups or update of EKS cluster {0}".format(name))
-    module.exit_json(**result)
+        raise AwsApiError("Failed to describe the node groups or update of EKS cluster {0}".format(name), e) from e
+
+
+def main():
+    module = aws_module(dict(
+        name=dict(type="str", required=True),
+        nodegroups=dict(type="list", elements="str", default=[]),
+        update_id=dict(type="str"),
+    ))
+    run_module(module, run, result=dict(changed=False, exists=False, cluster={}, nodegroups=[]))
 
 
 if __name__ == "__main__":

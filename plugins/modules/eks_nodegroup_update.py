@@ -83,6 +83,28 @@ nodegroup:
 
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.agbotkit.dr.plugins.module_utils._aws import AWS_ERRORS, aws_client, aws_module
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AwsApiError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
+
+
+def run(module, _result):
+    cluster, group = module.params["cluster_name"], module.params["nodegroup_name"]
+    client = aws_client(module, "eks")
+    try:
+        ng = client.describe_nodegroup(aws_retry=True, clusterName=cluster, nodegroupName=group)["nodegroup"]
+    except AWS_ERRORS as e:
+        raise AwsApiError("Failed to describe node group {0} of EKS cluster {1}".format(group, cluster), e) from e
+    nodegroup = camel_dict_to_snake_dict(ng, ignore_list=["tags", "labels"])
+    if module.check_mode:
+        return dict(changed=True, nodegroup=nodegroup, update=dict(id="", status="", type="VersionUpdate"))
+    kw = dict(clusterName=cluster, nodegroupName=group, force=module.params["force"])
+    if module.params["version"]:
+        kw["version"] = module.params["version"]
+    try:
+        update = client.update_nodegroup_version(**kw)["update"]
+    except AWS_ERRORS as e:
+        raise AwsApiError("Failed to update node group {0} of EKS cluster {1}".format(group, cluster), e) from e
+    return dict(changed=True, nodegroup=nodegroup, update=camel_dict_to_snake_dict(update))
 
 
 def main():
@@ -92,23 +114,7 @@ def main():
         version=dict(type="str"),
         force=dict(type="bool", default=True),
     ))
-    cluster, group = module.params["cluster_name"], module.params["nodegroup_name"]
-    client = aws_client(module, "eks")
-    try:
-        ng = client.describe_nodegroup(aws_retry=True, clusterName=cluster, nodegroupName=group)["nodegroup"]
-    except AWS_ERRORS as e:
-        module.fail_json_aws(e, msg="Failed to describe node group {0} of EKS cluster {1}".format(group, cluster))
-    nodegroup = camel_dict_to_snake_dict(ng, ignore_list=["tags", "labels"])
-    if module.check_mode:
-        module.exit_json(changed=True, nodegroup=nodegroup, update=dict(id="", status="", type="VersionUpdate"))
-    kw = dict(clusterName=cluster, nodegroupName=group, force=module.params["force"])
-    if module.params["version"]:
-        kw["version"] = module.params["version"]
-    try:
-        update = client.update_nodegroup_version(**kw)["update"]
-    except AWS_ERRORS as e:
-        module.fail_json_aws(e, msg="Failed to update node group {0} of EKS cluster {1}".format(group, cluster))
-    module.exit_json(changed=True, nodegroup=nodegroup, update=camel_dict_to_snake_dict(update))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,8 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
     aws_module,
     is_boto3_error_code,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, AwsApiError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 
 MANIFEST = "manifest.json"
 
@@ -154,34 +156,29 @@ class Store:
         self.s3 = aws_client(module, "s3", retries=4, delay=1, max_delay=8)
         self.bucket = self.p["bucket"]
 
-    def fail(self, e, msg):
-        if isinstance(e, AWS_ERRORS):
-            self.module.fail_json_aws(e, msg=msg)
-        self.module.fail_json(msg=f"{msg}: {e}")
-
     def preflight(self):
         b = self.bucket
         try:
             versioning = self.s3.get_bucket_versioning(Bucket=b, aws_retry=True).get("Status")
-        except is_boto3_error_code("NoSuchBucket"):
-            self.module.fail_json(msg=f"Evidence bucket {b} does not exist: create it with object lock enabled "
-                                      "(docs/security_breach.md). Nothing was changed")
+        except is_boto3_error_code("NoSuchBucket") as e:
+            raise AgbotDrError(f"Evidence bucket {b} does not exist: create it with object lock enabled "
+                               "(docs/security_breach.md). Nothing was changed") from e
         except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-            self.fail(e, f"Failed to read versioning of evidence bucket {b}; nothing was changed")
+            raise AwsApiError(f"Failed to read versioning of evidence bucket {b}; nothing was changed", e) from e
         if versioning != "Enabled":
-            self.module.fail_json(msg=f"Evidence bucket {b} has versioning {versioning or 'off'}: it needs versioning "
-                                      "and object lock. Nothing was changed")
+            raise AgbotDrError(f"Evidence bucket {b} has versioning {versioning or 'off'}: it needs versioning "
+                               "and object lock. Nothing was changed")
         try:
             lock = self.s3.get_object_lock_configuration(Bucket=b, aws_retry=True)
             enabled = lock.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
         except is_boto3_error_code("ObjectLockConfigurationNotFoundError"):
             enabled = False
         except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-            self.fail(e, f"Failed to read object lock of evidence bucket {b}; nothing was changed")
+            raise AwsApiError(f"Failed to read object lock of evidence bucket {b}; nothing was changed", e) from e
         if not enabled:
-            self.module.fail_json(msg=f"Evidence bucket {b} does not have object lock enabled: evidence could be "
-                                      "deleted or overwritten. Use a bucket created with object lock. "
-                                      "Nothing was changed")
+            raise AgbotDrError(f"Evidence bucket {b} does not have object lock enabled: evidence could be "
+                               "deleted or overwritten. Use a bucket created with object lock. "
+                               "Nothing was changed")
 
     def key(self, name):
         return f"{self.p['prefix'].strip('/')}/{name}"
@@ -197,7 +194,7 @@ class Store:
         try:
             return self.s3.put_object(aws_retry=True, **kwargs).get("VersionId")
         except AWS_ERRORS as e:
-            self.fail(e, f"Failed to write evidence object s3://{self.bucket}/{key}")
+            raise AwsApiError(f"Failed to write evidence object s3://{self.bucket}/{key}", e) from e
 
     def read_back(self, key, version_id, want_sha):
         """Fails unless the version reads back with want_sha (and the legal hold, if asked for)."""
@@ -207,18 +204,19 @@ class Store:
                 kwargs["VersionId"] = version_id
             data = self.s3.get_object(aws_retry=True, **kwargs)["Body"].read()
         except AWS_ERRORS as e:
-            self.fail(e, f"Failed to read back evidence object s3://{self.bucket}/{key}; stop before any change")
+            raise AwsApiError(f"Failed to read back evidence object s3://{self.bucket}/{key}; stop before any change",
+                              e) from e
         got = sha256_bytes(data)
         if got != want_sha:
-            self.module.fail_json(msg=f"Evidence object s3://{self.bucket}/{key} reads back with sha256 {got}, "
-                                      f"expected {want_sha}: the evidence is not preserved; stop before any change")
+            raise AgbotDrError(f"Evidence object s3://{self.bucket}/{key} reads back with sha256 {got}, "
+                               f"expected {want_sha}: the evidence is not preserved; stop before any change")
         if self.p["legal_hold"]:
             try:
                 hold = self.s3.get_object_legal_hold(aws_retry=True, **kwargs)["LegalHold"]["Status"]
             except AWS_ERRORS as e:
-                self.fail(e, f"Failed to read the legal hold of s3://{self.bucket}/{key}")
+                raise AwsApiError(f"Failed to read the legal hold of s3://{self.bucket}/{key}", e) from e
             if hold != "ON":
-                self.module.fail_json(msg=f"Evidence object s3://{self.bucket}/{key} has no legal hold")
+                raise AgbotDrError(f"Evidence object s3://{self.bucket}/{key} has no legal hold")
         return data
 
     def existing_manifest(self):
@@ -227,7 +225,8 @@ class Store:
         except is_boto3_error_code(["404", "NoSuchKey", "NotFound"]):
             return None
         except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-            self.fail(e, f"Failed to look for an existing manifest under s3://{self.bucket}/{self.p['prefix']}")
+            raise AwsApiError(f"Failed to look for an existing manifest under s3://{self.bucket}/{self.p['prefix']}",
+                              e) from e
         obj = self.s3.get_object(Bucket=self.bucket, Key=self.key(MANIFEST), aws_retry=True)
         data = obj["Body"].read()
         return json.loads(data), obj.get("VersionId"), sha256_bytes(data)
@@ -244,7 +243,7 @@ class Store:
                         verified=len(manifest.get("objects", [])))
         files = local_files(self.p["src"])
         if not files:
-            self.module.fail_json(msg=f"No evidence files in {self.p['src']}: nothing to preserve")
+            raise AgbotDrError(f"No evidence files in {self.p['src']}: nothing to preserve")
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         meta = {"incident": self.p["prefix"], "collected-by": self.p["collected_by"], "collected-at": now}
         objects = []
@@ -283,7 +282,7 @@ def main():
         references=dict(type="list", elements="dict", default=[]),
     )
     module = aws_module(argument_spec)
-    module.exit_json(**Store(module).run())
+    run_module(module, lambda m, _result: Store(m).run())
 
 
 if __name__ == "__main__":

@@ -217,6 +217,7 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._manifest import (  # 
     normalize_table_name,
     qualified,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pg import (  # noqa: E402
     PgConnector,
     QueryRecorder,
@@ -328,7 +329,7 @@ def _reset(module, client, before, counter) -> dict:
     out.update(state=status["state"], kill_switch=public_status(status))
     if p["confirm_resume"]:
         if counter is None:
-            module.fail_json(msg="confirm_resume needs confirm_db (the bot's database connection options)")
+            raise AgbotDrError("confirm_resume needs confirm_db (the bot's database connection options)")
         conf = confirm_resume(counter, p["settle_seconds"])
         out.update(resume_confirmed=conf["resume_confirmed"], rows_during_settle=conf["rows_during_settle"])
         if not conf["resume_confirmed"]:
@@ -340,13 +341,7 @@ def _reset(module, client, before, counter) -> dict:
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result: dict = {}
-    try:
-        run(module, result)
-    except AgbotDrError as err:
-        result.update(err.details)
-        module.fail_json(msg=str(err), **result)
-    module.exit_json(**result)
+    run_module(module, run, result={})
 
 
 if __name__ == "__main__":

@@ -82,13 +82,13 @@ health:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._killswitch import (  # noqa: E402
     HALTED,
     KillSwitchClient,
     kill_switch_argument_spec,
     public_status,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 
 
 def argument_spec() -> dict:
@@ -97,21 +97,19 @@ def argument_spec() -> dict:
     return spec
 
 
+def run(module: AnsibleModule, result: dict) -> None:
+    p = module.params
+    client = KillSwitchClient(p["url"], p["token"], timeout=p["timeout"], retries=p["retries"],
+                              validate_certs=p["validate_certs"])
+    if p["health"]:
+        result["health"] = client.health()
+    status = client.status()
+    result.update(kill_switch=public_status(status), halted=status["state"] == HALTED)
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    p = module.params
-    result: dict = {"changed": False}
-    try:
-        client = KillSwitchClient(p["url"], p["token"], timeout=p["timeout"], retries=p["retries"],
-                                  validate_certs=p["validate_certs"])
-        if p["health"]:
-            result["health"] = client.health()
-        status = client.status()
-        result.update(kill_switch=public_status(status), halted=status["state"] == HALTED)
-    except AgbotDrError as err:
-        result.update(err.details)
-        module.fail_json(msg=str(err), **result)
-    module.exit_json(**result)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
     PgBackRestError, as_user_argv, iso, parse_time, pg_time)
 
@@ -129,6 +130,84 @@ def postmaster_args(data_dir):
     return args
 
 
+def run(module: AnsibleModule, out: dict) -> None:
+    p = module.params
+    pg_ctl = os.path.join(p["pg_bin"], "pg_ctl")
+
+    def command(argv, what, check=True, as_user=True):
+        full = as_user_argv(p["os_user"], argv) if as_user else argv
+        rc, so, se = module.run_command(full, check_rc=False)
+        if check and rc != 0:
+            raise PgBackRestError("Failed to %s (exit %s): %s" % (what, rc, (se or so).strip()[-1500:]))
+        return rc
+
+    def start_live(args):
+        if p["service"] == "systemd":
+            command(["systemctl", "start", p["systemd_unit"]], "start %s" % p["systemd_unit"], as_user=False)
+        else:
+            log = p["log_file"] or os.path.join(p["data_dir"], "server.log")
+            command([pg_ctl, "-D", p["data_dir"], "-l", log, "-o", shlex.join(args), "-w", "-t", str(p["timeout"]),
+                     "start"], "start the server on %s" % p["data_dir"])
+
+    def stop_live():
+        if p["service"] == "systemd":
+            command(["systemctl", "stop", p["systemd_unit"]], "stop %s" % p["systemd_unit"], as_user=False)
+        else:
+            command([pg_ctl, "-D", p["data_dir"], "-m", "fast", "-w", "-t", str(p["timeout"]), "stop"],
+                    "stop the live server")
+
+    try:
+        try:
+            with open(p["state_file"]) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):
+            state = {}
+        target = pg_time(parse_time(p["target_time"])) if p["target_time"] else ""
+        if state.get("backup", {}).get("label") != p["backup_label"] or state.get("target_time", "") != target:
+            raise PgBackRestError(
+                "the recorded restore (set %s, target %s) is not the one verified here (set %s, target %s): refusing "
+                "to switch" % (state.get("backup", {}).get("label"), state.get("target_time") or "latest",
+                               p["backup_label"], target or "latest"))
+        if state.get("status") == "switched":
+            out["replaced_dir"] = state.get("replaced_dir")
+            return
+        if state.get("status") != "verified":
+            raise PgBackRestError("the restored cluster in %s is recorded as %r, not verified: refusing to switch; "
+                                  "re-run the restore so that it is verified first"
+                                  % (p["restore_dir"], state.get("status", "missing")))
+        if not os.path.isfile(os.path.join(p["restore_dir"], "PG_VERSION")):
+            raise PgBackRestError("%s holds no data directory: refusing to switch" % p["restore_dir"])
+        if os.stat(os.path.dirname(os.path.realpath(p["restore_dir"]))).st_dev != \
+                os.stat(os.path.dirname(os.path.realpath(p["data_dir"]))).st_dev:
+            raise PgBackRestError("%s and %s are on different file systems: the switch must be a rename"
+                                  % (p["restore_dir"], p["data_dir"]))
+        replaced = "%s.replaced-%s" % (p["data_dir"].rstrip("/"), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        out.update(changed=True, replaced_dir=replaced)
+        if module.check_mode:
+            return
+        args = postmaster_args(p["data_dir"]) if p["service"] == "pg_ctl" else []
+        t0 = time.monotonic()
+        command([pg_ctl, "-D", p["restore_dir"], "-m", "fast", "-w", "-t", str(p["timeout"]), "stop"],
+                "stop the restored cluster", check=False)
+        stop_live()
+        os.rename(p["data_dir"], replaced)
+        os.rename(p["restore_dir"], p["data_dir"])
+        try:
+            start_live(args)
+        except PgBackRestError as exc:
+            os.rename(p["data_dir"], p["restore_dir"])
+            os.rename(replaced, p["data_dir"])
+            start_live(args)
+            raise PgBackRestError("the restored cluster did not start in place (%s); the old data directory was put "
+                                  "back and started, the restore kept in %s" % (exc, p["restore_dir"])) from exc
+        out["seconds"] = round(time.monotonic() - t0, 2)
+        state.update(status="switched", replaced_dir=replaced, switched_at=iso(parse_time(time.time())))
+        with open(p["state_file"], "w") as fh:
+            json.dump(state, fh, indent=2)
+    except (OSError, ValueError) as exc:  # the state file, a rename, a time that does not parse
+        raise PgBackRestError(str(exc)) from exc
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -146,83 +225,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    out = {"changed": False}
-    pg_ctl = os.path.join(p["pg_bin"], "pg_ctl")
-
-    def run(argv, what, check=True, as_user=True):
-        full = as_user_argv(p["os_user"], argv) if as_user else argv
-        rc, so, se = module.run_command(full, check_rc=False)
-        if check and rc != 0:
-            raise PgBackRestError("Failed to %s (exit %s): %s" % (what, rc, (se or so).strip()[-1500:]))
-        return rc
-
-    def start_live(args):
-        if p["service"] == "systemd":
-            run(["systemctl", "start", p["systemd_unit"]], "start %s" % p["systemd_unit"], as_user=False)
-        else:
-            log = p["log_file"] or os.path.join(p["data_dir"], "server.log")
-            run([pg_ctl, "-D", p["data_dir"], "-l", log, "-o", shlex.join(args), "-w", "-t", str(p["timeout"]),
-                 "start"], "start the server on %s" % p["data_dir"])
-
-    def stop_live():
-        if p["service"] == "systemd":
-            run(["systemctl", "stop", p["systemd_unit"]], "stop %s" % p["systemd_unit"], as_user=False)
-        else:
-            run([pg_ctl, "-D", p["data_dir"], "-m", "fast", "-w", "-t", str(p["timeout"]), "stop"],
-                "stop the live server")
-
-    try:
-        try:
-            with open(p["state_file"]) as fh:
-                state = json.load(fh)
-        except (OSError, ValueError):
-            state = {}
-        target = pg_time(parse_time(p["target_time"])) if p["target_time"] else ""
-        if state.get("backup", {}).get("label") != p["backup_label"] or state.get("target_time", "") != target:
-            raise PgBackRestError(
-                "the recorded restore (set %s, target %s) is not the one verified here (set %s, target %s): refusing "
-                "to switch" % (state.get("backup", {}).get("label"), state.get("target_time") or "latest",
-                               p["backup_label"], target or "latest"))
-        if state.get("status") == "switched":
-            out["replaced_dir"] = state.get("replaced_dir")
-            module.exit_json(**out)
-        if state.get("status") != "verified":
-            raise PgBackRestError("the restored cluster in %s is recorded as %r, not verified: refusing to switch; "
-                                  "re-run the restore so that it is verified first"
-                                  % (p["restore_dir"], state.get("status", "missing")))
-        if not os.path.isfile(os.path.join(p["restore_dir"], "PG_VERSION")):
-            raise PgBackRestError("%s holds no data directory: refusing to switch" % p["restore_dir"])
-        if os.stat(os.path.dirname(os.path.realpath(p["restore_dir"]))).st_dev != \
-                os.stat(os.path.dirname(os.path.realpath(p["data_dir"]))).st_dev:
-            raise PgBackRestError("%s and %s are on different file systems: the switch must be a rename"
-                                  % (p["restore_dir"], p["data_dir"]))
-        replaced = "%s.replaced-%s" % (p["data_dir"].rstrip("/"), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-        out.update(changed=True, replaced_dir=replaced)
-        if module.check_mode:
-            module.exit_json(**out)
-        args = postmaster_args(p["data_dir"]) if p["service"] == "pg_ctl" else []
-        t0 = time.monotonic()
-        run([pg_ctl, "-D", p["restore_dir"], "-m", "fast", "-w", "-t", str(p["timeout"]), "stop"],
-            "stop the restored cluster", check=False)
-        stop_live()
-        os.rename(p["data_dir"], replaced)
-        os.rename(p["restore_dir"], p["data_dir"])
-        try:
-            start_live(args)
-        except PgBackRestError as exc:
-            os.rename(p["data_dir"], p["restore_dir"])
-            os.rename(replaced, p["data_dir"])
-            start_live(args)
-            raise PgBackRestError("the restored cluster did not start in place (%s); the old data directory was put "
-                                  "back and started, the restore kept in %s" % (exc, p["restore_dir"])) from exc
-        out["seconds"] = round(time.monotonic() - t0, 2)
-        state.update(status="switched", replaced_dir=replaced, switched_at=iso(parse_time(time.time())))
-        with open(p["state_file"], "w") as fh:
-            json.dump(state, fh, indent=2)
-    except (PgBackRestError, OSError, ValueError) as exc:
-        module.fail_json(msg=str(exc), **out)
-    module.exit_json(**out)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

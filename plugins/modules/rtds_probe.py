@@ -175,11 +175,23 @@ duration_seconds:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 from ansible_collections.agbotkit.dr.plugins.module_utils._rtds import (
     RtdsProbeError,
     evaluate,
     probe,
 )
+
+
+def run(module: AnsibleModule, result: dict) -> dict:
+    p = module.params
+    if p["ticks"] < 1:
+        raise RtdsProbeError("ticks must be at least 1")
+    if not p["markets"]:
+        raise RtdsProbeError("markets must name at least one market")
+    probed = probe(p["url"], p["markets"], p["ticks"], p["timeout"], p["connect_timeout"], p["stall_timeout"])
+    evaluate(probed, p["max_gaps"], p["max_latency_ms"])
+    return probed
 
 
 def main():
@@ -196,20 +208,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    if p["ticks"] < 1:
-        module.fail_json(msg="ticks must be at least 1")
-    if not p["markets"]:
-        module.fail_json(msg="markets must name at least one market")
-    try:
-        result = probe(p["url"], p["markets"], p["ticks"], p["timeout"], p["connect_timeout"], p["stall_timeout"])
-        evaluate(result, p["max_gaps"], p["max_latency_ms"])
-    except RtdsProbeError as err:
-        details = dict(err.details)
-        details.setdefault("url", p["url"])
-        details.pop("msg", None)
-        module.fail_json(msg=str(err), changed=False, **details)
-    module.exit_json(changed=False, **result)
+    # a failure reports the url even when the error does not name it
+    run_module(module, run, result={"changed": False, "url": module.params["url"]})
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.agbotkit.dr.plugins.module_utils import _run_state as rs  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 
 
 def run(params, check_mode, now):
@@ -167,11 +168,7 @@ def main():
         required_if=[("state", "step_done", ["step"])],
         supports_check_mode=True,
     )
-    try:
-        result = run(module.params, module.check_mode, time.time())
-    except AgbotDrError as err:
-        module.fail_json(msg=str(err), **err.details)
-    module.exit_json(**result)
+    run_module(module, lambda m, _result: run(m.params, m.check_mode, time.time()))
 
 
 if __name__ == "__main__":

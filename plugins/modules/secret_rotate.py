@@ -198,6 +198,8 @@ from ansible_collections.agbotkit.dr.plugins.module_utils._aws import (
     aws_module,
     is_boto3_error_code,
 )
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, AwsApiError, MissingLibraryError
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module
 
 try:
     import psycopg
@@ -222,11 +224,11 @@ class Rotator:
         """{stage: version id} and the secret's ARN."""
         try:
             desc = self.sm.describe_secret(SecretId=self.p["secret_id"], aws_retry=True)
-        except is_boto3_error_code("ResourceNotFoundException"):
-            self.module.fail_json(msg=f"Failed to find secret {self.p['secret_id']}: create it first "
-                                      "(docs/security_breach.md, what must exist in AWS)")
+        except is_boto3_error_code("ResourceNotFoundException") as e:
+            raise AgbotDrError(f"Failed to find secret {self.p['secret_id']}: create it first "
+                               "(docs/security_breach.md, what must exist in AWS)") from e
         except AWS_ERRORS as e:  # pylint: disable=duplicate-except
-            self.module.fail_json_aws(e, msg=f"Failed to describe secret {self.p['secret_id']}")
+            raise AwsApiError(f"Failed to describe secret {self.p['secret_id']}", e) from e
         stages = {}
         for vid, labels in (desc.get("VersionIdsToStages") or {}).items():
             for label in labels:
@@ -237,7 +239,7 @@ class Rotator:
         try:
             got = self.sm.get_secret_value(SecretId=self.p["secret_id"], VersionId=version_id, aws_retry=True)
         except AWS_ERRORS as e:
-            self.module.fail_json_aws(e, msg=f"Failed to read a version of secret {self.p['secret_id']}")
+            raise AwsApiError(f"Failed to read a version of secret {self.p['secret_id']}", e) from e
         return got.get("SecretString")
 
     def read_default(self):
@@ -245,7 +247,7 @@ class Rotator:
         try:
             got = self.sm.get_secret_value(SecretId=self.p["secret_id"], aws_retry=True)
         except AWS_ERRORS as e:
-            self.module.fail_json_aws(e, msg=f"Failed to read secret {self.p['secret_id']}")
+            raise AwsApiError(f"Failed to read secret {self.p['secret_id']}", e) from e
         return got.get("SecretString")
 
     def put_pending(self, token, secret_string):
@@ -253,7 +255,7 @@ class Rotator:
             self.sm.put_secret_value(SecretId=self.p["secret_id"], ClientRequestToken=token,
                                      SecretString=secret_string, VersionStages=["AWSPENDING"], aws_retry=True)
         except AWS_ERRORS as e:
-            self.module.fail_json_aws(e, msg=f"Failed to store the pending version of secret {self.p['secret_id']}")
+            raise AwsApiError(f"Failed to store the pending version of secret {self.p['secret_id']}", e) from e
 
     def promote(self, pending_id, current_id):
         try:
@@ -264,7 +266,7 @@ class Rotator:
             self.sm.update_secret_version_stage(SecretId=self.p["secret_id"], VersionStage="AWSPENDING",
                                                 RemoveFromVersionId=pending_id, aws_retry=True)
         except AWS_ERRORS as e:
-            self.module.fail_json_aws(e, msg=f"Failed to promote the new version of secret {self.p['secret_id']}")
+            raise AwsApiError(f"Failed to promote the new version of secret {self.p['secret_id']}", e) from e
 
     # ---------------------------------------------------------------------------------------- PostgreSQL
     def _connect(self, user, password):
@@ -283,9 +285,9 @@ class Rotator:
             text = to_native(e)
             if "password authentication failed" in text or "no password supplied" in text:
                 return False
-            self.module.fail_json(msg=f"Failed to reach database {self.p['db_host']}:{self.p['db_port']} to test "
-                                      f"role {self.p['db_role']}: {text.splitlines()[0] if text else e}; "
-                                      "nothing was changed by this step")
+            raise AgbotDrError(f"Failed to reach database {self.p['db_host']}:{self.p['db_port']} to test "
+                               f"role {self.p['db_role']}: {text.splitlines()[0] if text else e}; "
+                               "nothing was changed by this step") from e
 
     def alter(self, new_value, working_value):
         if self.p["db_admin_user"]:
@@ -299,9 +301,9 @@ class Rotator:
                 conn.execute(stmt.format(sql.Identifier(self.p["db_role"]), sql.Literal(new_value)))
         except psycopg.Error as e:
             text = to_native(e).splitlines()[0] if to_native(e) else type(e).__name__
-            self.module.fail_json(msg=f"Failed to change the password of role {self.p['db_role']}: {text}. "
-                                      "The new value is kept as AWSPENDING; run again to resume",
-                                  queries=self.queries)
+            raise AgbotDrError(f"Failed to change the password of role {self.p['db_role']}: {text}. "
+                               "The new value is kept as AWSPENDING; run again to resume",
+                               queries=self.queries) from e
 
     # ---------------------------------------------------------------------------------------- states
     def rotated(self):
@@ -315,14 +317,12 @@ class Rotator:
         current_string = self.read(current_id) if current_id else None
         current = parse_value(current_string, p["json_key"])
         pending = parse_value(self.read(pending_id), p["json_key"]) if pending_id else None
-        try:
-            phase = decide(current_is_ours=current_id == token,
-                           current_logs_in=self.logs_in(current) if has_source else True,
-                           pending_exists=pending_id is not None,
-                           pending_logs_in=self.logs_in(pending) if (has_source and pending_id) else False,
-                           has_source=has_source)
-        except RotationError as e:
-            self.module.fail_json(msg=f"Cannot rotate secret {p['secret_id']}: {e}")
+        # a RotationError here is reported by run() as "Cannot rotate secret <id>: ..."
+        phase = decide(current_is_ours=current_id == token,
+                       current_logs_in=self.logs_in(current) if has_source else True,
+                       pending_exists=pending_id is not None,
+                       pending_logs_in=self.logs_in(pending) if (has_source and pending_id) else False,
+                       has_source=has_source)
         todo = steps(phase)
         out = dict(changed=bool(todo), phase=phase, steps=todo, queries=self.queries,
                    version_id=current_id, previous_version_id=stages.get("AWSPREVIOUS"))
@@ -339,8 +339,8 @@ class Rotator:
         if "promote" in todo:
             self.promote(pending_id, current_id)
             if has_source and not self.logs_in(pending):
-                self.module.fail_json(msg=f"The new value of {p['secret_id']} is AWSCURRENT but role "
-                                          f"{p['db_role']} does not log in with it; run again to resume")
+                raise AgbotDrError(f"The new value of {p['secret_id']} is AWSCURRENT but role "
+                                   f"{p['db_role']} does not log in with it; run again to resume")
         final = self.versions()
         out.update(version_id=final.get("AWSCURRENT"), previous_version_id=final.get("AWSPREVIOUS"),
                    value=pending if todo else current)
@@ -376,9 +376,22 @@ class Rotator:
                    previous_version_id=stages.get("AWSPREVIOUS"))
         failed = [c["name"] for c in checks if not c["ok"]]
         if failed:
-            self.module.fail_json(msg=f"Rotation of {p['secret_id']} not verified: failed checks: "
-                                      f"{'; '.join(failed)}", **out)
+            raise AgbotDrError(f"Rotation of {p['secret_id']} not verified: failed checks: "
+                               f"{'; '.join(failed)}", **out)
         return out
+
+
+def run(module, _result):
+    if module.params["source"] == "postgres" and not HAS_PSYCOPG:
+        raise MissingLibraryError("psycopg 3 is required on the host that runs agbotkit.dr.secret_rotate")
+    if module.params["length"] < 16:
+        raise AgbotDrError("length must be at least 16")
+    rotator = Rotator(module)
+    try:
+        return rotator.rotated() if module.params["state"] == "rotated" else rotator.verified()
+    except RotationError as e:
+        raise RotationError(f"Cannot rotate secret {module.params['secret_id']}: {e}",
+                            queries=rotator.queries) from e
 
 
 def main():
@@ -400,16 +413,7 @@ def main():
         scan_values=dict(type="list", elements="str", default=[], no_log=True),
     )
     module = aws_module(argument_spec, required_if=[("source", "postgres", ["db_host", "db_role"])])
-    if module.params["source"] == "postgres" and not HAS_PSYCOPG:
-        module.fail_json(msg="psycopg 3 is required on the host that runs agbotkit.dr.secret_rotate")
-    if module.params["length"] < 16:
-        module.fail_json(msg="length must be at least 16")
-    rotator = Rotator(module)
-    try:
-        out = rotator.rotated() if module.params["state"] == "rotated" else rotator.verified()
-    except RotationError as e:
-        module.fail_json(msg=f"Cannot rotate secret {module.params['secret_id']}: {e}", queries=rotator.queries)
-    module.exit_json(**out)
+    run_module(module, run)
 
 
 if __name__ == "__main__":
