@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import importlib.util
+import importlib
 import json
 import re
 import subprocess
@@ -36,9 +36,10 @@ RUN = datetime.datetime.now(datetime.UTC).strftime("%H%M%S")
 INC1, INC2 = f"INC-LAB-BREACH-{RUN}-1", f"INC-LAB-BREACH-{RUN}-2"
 INC_FAIL, INC_CHECK = f"INC-LAB-BREACH-{RUN}-NOEVIDENCE", f"INC-LAB-BREACH-{RUN}-CHECK"
 
-_spec = importlib.util.spec_from_file_location("_rotation", ROOT / "plugins/module_utils/_rotation.py")
-rotation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rotation)
+# the collection as Ansible imports it (make setup links .collections/ansible_collections/agbotkit/dr to the checkout):
+# _rotation imports _errors through ansible_collections, so a load by file path fails when this file runs alone
+sys.path.insert(0, str(ROOT / ".collections"))
+rotation = importlib.import_module("ansible_collections.agbotkit.dr.plugins.module_utils._rotation")
 
 pytestmark = pytest.mark.integration
 
