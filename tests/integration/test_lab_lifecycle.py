@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv" / "bin" / "python")
-PORT_VARS = ("LAB_PG_PORT", "LAB_AWS_PORT", "LAB_K8S_PORT", "LAB_MINIBOT_PORT", "LAB_RTDS_PORT", "LAB_SINK_PORT",
-             "LAB_SMTP_PORT")
+PORT_VARS = ("LAB_PG_PORT", "LAB_AWS_PORT", "LAB_AWS_TLS_PORT", "LAB_K8S_PORT", "LAB_MINIBOT_PORT", "LAB_RTDS_PORT",
+             "LAB_SINK_PORT", "LAB_SMTP_PORT")
 
 
 def free_ports(n: int) -> list[int]:
