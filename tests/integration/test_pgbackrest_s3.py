@@ -112,7 +112,7 @@ def test_backup_and_wal_are_in_the_bucket_and_info_and_verify_read_them_back(lab
     assert any(k.startswith(f"{PREFIX}archive/{STANZA}/15-1/") and k.endswith(".lz4") for k in keys), sorted(keys)[:20]
     # the role waited for `pgbackrest verify` (judged by its output) and recorded it
     record = json.loads((s3_dir(lab) / "verified" / f"{STANZA}.json").read_text())
-    assert record["ok"] is True and label in record["manifests"], record
+    assert record["ok"] is True and label in record["sets"], record
 
 
 def test_objects_are_stored_with_sse_kms_asked_by_pgbackrest(lab, s3_repo):
@@ -162,7 +162,7 @@ def refusal_dir(lab):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_ca_that_did_not_sign_the_endpoint_is_refused_and_says_what_to_do(lab, s3_repo, run_playbook, refusal_dir):
+def test_a_ca_that_did_not_sign_the_endpoint_is_refused_and_says_what_to_do(lab, run_playbook, refusal_dir):
     other_ca = lab_tls.make_untrusted_ca(refusal_dir / "other-ca.pem")
     base = refusal_dir / "pgbackrest"
     res = run_playbook("playbooks/pgbackrest.yml", env=S3, extra_vars={
@@ -176,7 +176,7 @@ def test_a_ca_that_did_not_sign_the_endpoint_is_refused_and_says_what_to_do(lab,
     assert "repo1-storage-verify-tls=n" not in (base / "pgbackrest.conf").read_text()
 
 
-def test_a_missing_bucket_is_refused_and_says_what_to_do(lab, s3_repo, run_playbook, refusal_dir):
+def test_a_missing_bucket_is_refused_and_says_what_to_do(lab, run_playbook, refusal_dir):
     base = refusal_dir / "pgbackrest"
     secret = "lab-s3-key-secret-never-printed-7f3a"   # moto does not check signatures: any secret key answers
     res = run_playbook("playbooks/pgbackrest.yml", env=S3, extra_vars={
