@@ -91,8 +91,9 @@ def test_the_role_verifies_tls_by_default():
 # pgBackRest 2.45's own words, as seen against the lab's TLS front (tests/integration/test_pgbackrest_s3.py)
 WRONG_CA = ("[CryptoError] unable to verify certificate presented by '127.0.0.1:62699': [19] self-signed certificate "
             "in certificate chain")
-NO_BUCKET = ("[ProtocolError] HTTP request failed with 404 (NOT FOUND): *** Response Content ***: <?xml version=\"1.0\"?>"
-             "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>")
+NO_BUCKET = ("[ProtocolError] HTTP request failed with 404 (NOT FOUND): *** Response Content ***: "
+             "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>"
+             "<Message>The specified bucket does not exist</Message></Error>")
 
 
 def test_explain_a_certificate_not_trusted():
