@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "dev" / "lab" / "services"))
+import lab_tls  # noqa: E402  (the lab's CA and the AWS endpoint's TLS certificate)
 import rds_standin  # noqa: E402  (the RDS stand-in's cluster folders)
 
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
@@ -44,6 +46,7 @@ ARCHIVE_TIMEOUT = int(os.environ.get("LAB_ARCHIVE_TIMEOUT", "10"))  # seconds: t
 PORTS = {
     "pg": ("LAB_PG_PORT", 55432),
     "aws": ("LAB_AWS_PORT", 55000),
+    "aws_tls": ("LAB_AWS_TLS_PORT", 55443),  # the same AWS server over HTTPS, certificate from the lab CA
     "k8s": ("LAB_K8S_PORT", 56443),
     "minibot": ("LAB_MINIBOT_PORT", 59091),
     "rtds": ("LAB_RTDS_PORT", 58765),
@@ -88,6 +91,9 @@ class Service:
         args = [str(VENV_PY), str(script), "--port", str(port(self.ports[0])), "--lab-dir", str(LAB_DIR)]
         if self.name == "sinks":
             args += ["--smtp-port", str(port("smtp"))]
+        if self.name == "aws":
+            tls = lab_tls.paths(LAB_DIR)
+            args += ["--tls-port", str(port("aws_tls")), "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
         return args
 
     @property
@@ -105,7 +111,7 @@ class Service:
 
 def services() -> list[Service]:
     return [
-        Service("aws", ("aws",), f"http://127.0.0.1:{port('aws')}/moto-api/"),
+        Service("aws", ("aws", "aws_tls"), f"http://127.0.0.1:{port('aws')}/moto-api/"),
         Service("k8s", ("k8s",), f"http://127.0.0.1:{port('k8s')}/readyz"),
         Service("minibot", ("minibot",), f"http://127.0.0.1:{port('minibot')}/health"),
         Service("rtds", ("rtds",), f"http://127.0.0.1:{port('rtds')}/healthz"),
@@ -133,12 +139,22 @@ def port_in_use(p: int) -> bool:
         return s.connect_ex(("127.0.0.1", p)) == 0
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, cafile: Path | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+        ctx = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:  # noqa: S310 (loopback only)
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def tls_url() -> str:
+    return f"https://127.0.0.1:{port('aws_tls')}"
+
+
+def tls_ok() -> bool:
+    """The AWS server's TLS listener answers, its certificate verified with the lab CA (as pgBackRest does)."""
+    return http_ok(f"{tls_url()}/_lab/ready", cafile=lab_tls.paths(LAB_DIR)["ca"])
 
 
 # --------------------------------------------------------------------------- environment files
@@ -180,6 +196,10 @@ def lab_env(sec: dict) -> dict[str, str]:
         "LAB_SINK_URL": f"http://127.0.0.1:{port('sink')}",
         "LAB_SMTP_PORT": str(port("smtp")),
         "LAB_PG_BIN": str(PG_BIN),
+        # the AWS server over HTTPS, for clients that require TLS (pgBackRest's S3 repository); verify it with
+        # LAB_CA_FILE, the lab's own CA (dev/lab/services/lab_tls.py), never by turning verification off
+        "LAB_AWS_TLS_URL": tls_url(),
+        "LAB_CA_FILE": str(lab_tls.paths(LAB_DIR)["ca"]),
     }
 
 
@@ -344,6 +364,18 @@ def wait_ready(svc: Service, timeout: float = 30.0) -> float:
     raise LabError(f"{svc.name} did not answer {svc.ready_url} within {timeout:.0f}s; see {svc.logfile}")
 
 
+def wait_tls(timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if tls_ok():
+            say(f"aws TLS front {tls_url()} verified with the lab CA")
+            return
+        time.sleep(0.1)
+    ca, log = lab_tls.paths(LAB_DIR)["ca"], LAB_DIR / "logs" / "aws.log"
+    raise LabError(f"the AWS server's TLS listener {tls_url()} did not answer with a certificate the lab CA ({ca}) "
+                   f"verifies within {timeout:.0f}s; see {log}")
+
+
 def run_step(name: str, argv: list[str], env: dict) -> None:
     t0 = time.monotonic()
     res = subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -374,6 +406,9 @@ def cmd_up(_args) -> int:
     preflight()
     reserve_ports()
     sec = load_secrets()
+    _tls, made = lab_tls.ensure(LAB_DIR)
+    if made:
+        say(f"lab CA and the AWS endpoint's certificate made in {_tls['dir']} (CA: {_tls['ca']})")
     env_vars = lab_env(sec)
     write_env_files(env_vars)
     env = dict(os.environ)
@@ -390,6 +425,7 @@ def cmd_up(_args) -> int:
         with ThreadPoolExecutor(max_workers=len(services())) as pool:
             waits = dict(zip([s.name for s in services()], pool.map(wait_ready, services()), strict=True))
         say("services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in waits.items()))
+        wait_tls()
         run_step("aws seed", [str(VENV_PY), str(ROOT / "dev" / "lab" / "seed_aws.py"), "--endpoint",
                               env_vars["AWS_URL"], "--lab-dir", str(LAB_DIR)], env)
         run_step("k8s nodes -> EC2", [str(VENV_PY), str(ROOT / "dev" / "lab" / "seed_k8s_nodes.py"), "--k8s-url",
@@ -481,6 +517,11 @@ def cmd_status(_args) -> int:
         bad += not ok
         ports = "/".join(str(port(p)) for p in svc.ports)
         print(f"{svc.name:10} {'up' if ok else 'DOWN':5} port {ports:<6} pid {pid or '-'}")
+        if svc.name == "aws":
+            ok = bool(pid) and tls_ok()
+            bad += not ok
+            print(f"{'aws-tls':10} {'up' if ok else 'DOWN':5} port {port('aws_tls'):<6} pid {pid or '-'}  "
+                  f"{tls_url()}, CA {lab_tls.paths(LAB_DIR)['ca']}")
     for folder in rds_instances():
         try:
             meta = json.loads((folder / "meta.json").read_text())

@@ -37,6 +37,11 @@ NODEGROUP = "general"
 K8S_VERSION = "1.29"
 BUCKET = "ag-botkit-backups"
 DR_BUCKET = "ag-botkit-backups-dr"
+# pgBackRest's S3 repository in the lab (docs/pgbackrest_repository.md), reached through the AWS server's TLS listener.
+# No default encryption on purpose: every object's SSE-KMS must come from pgBackRest's repo1-s3-kms-key-id (the
+# tests read it back with head-object); a bucket default would hide a missing header. No versioning: moto keeps
+# every version in memory, and expire deletes.
+PGBACKREST_BUCKET = "ag-botkit-pgbackrest"
 KMS_ALIAS = "alias/ag-botkit-backups"
 DR_KMS_ALIAS = "alias/ag-botkit-backups-dr"
 SIGNING_ALIAS = "alias/ag-botkit-backup-signing"  # asymmetric: signs each backup's manifest (issue 9)
@@ -212,7 +217,7 @@ class Seeder:
         return arn
 
     # ----------------------------------------------------------------------------------------------------- S3
-    def bucket(self, region: str, name: str, kms_arn: str) -> None:
+    def bucket(self, region: str, name: str, kms_arn: str, plain: bool = False) -> None:
         s3 = self.client("s3", region)
         try:
             s3.head_bucket(Bucket=name)
@@ -223,6 +228,9 @@ class Seeder:
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
             s3.create_bucket(**kwargs)
             self.note(True, f"{region} s3 bucket {name}")
+        if plain:
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags()})
+            return
         if s3.get_bucket_versioning(Bucket=name).get("Status") != "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         try:
@@ -502,6 +510,7 @@ class Seeder:
         self.kms_signing_key(PRIMARY, SIGNING_ALIAS)
         self.bucket(PRIMARY, BUCKET, kms_arn)
         self.bucket(DR, DR_BUCKET, dr_kms_arn)
+        self.bucket(PRIMARY, PGBACKREST_BUCKET, kms_arn, plain=True)
         self.db_instance(kms_arn)
         self.primary_snapshots()
         self.dr_snapshot_copies(dr_kms_arn)

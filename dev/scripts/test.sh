@@ -69,7 +69,7 @@ lab_env() {
     lab-b) export LAB_DIR=$ROOT/.lab-b; off=6000 ;;  # B and C above the ephemeral range (32768-60999)
     lab-c) export LAB_DIR=$ROOT/.lab-c; off=6100 ;;
   esac
-  for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
+  for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_AWS_TLS_PORT:55443 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
               LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
     var=${pair%%:*}; def=${pair#*:}
     export "$var=$(( ${!var:-$def} + off ))"

@@ -11,6 +11,7 @@ Pure functions (no Ansible, no I/O) are unit-tested in tests/unit/test_pgbackres
                     2.45), only its output says ``status: invalid``, so the output is what counts
 * archive_rpo()     RPO arithmetic from pg_stat_archiver: seconds of WAL not yet in the repository
 * recovery_reached() did replay reach the point asked for
+* explain()         what to do about a pgBackRest error reaching its repository (TLS trust, a missing bucket, keys, KMS)
 """
 
 from __future__ import annotations
@@ -100,16 +101,62 @@ def parse_info(doc, stanza: str) -> dict:
     mins = [a.get("min") for a in archives if a.get("min")]
     maxs = [a.get("max") for a in archives if a.get("max")]
     dbs = entry.get("db") or []
+    # with status 99 ("other") the reason is in each repository's own status: a TLS or S3 error reaching it
+    repo_status = [r.get("status") or {} for r in entry.get("repo") or [] if isinstance(r, dict)]
+    repo_errors = [str(st.get("message")) for st in repo_status if st.get("code") == 99]
     return {
         "stanza": stanza,
         "status_code": int(status.get("code", 99)),
         "status_message": status.get("message", "unknown"),
+        "repo_errors": repo_errors,
         "backups": backups,
         "archive_min": min(mins) if mins else None,
         "archive_max": max(maxs) if maxs else None,
         "system_id": dbs[-1].get("system-id") if dbs else None,
         "pg_version": dbs[-1].get("version") if dbs else None,
     }
+
+
+# (pattern in pgBackRest's error text, what to do); the first match wins
+_ADVICE = (
+    (re.compile(r"unable to verify certificate|certificate verify failed", re.I),
+     "the repository endpoint's TLS certificate is not trusted: set pgbackrest_repo_s3_ca_file (inventory "
+     "dr_pgbackrest_s3_ca_file; pgBackRest repo1-storage-ca-file) to the CA that signed the endpoint's certificate "
+     "(in the lab: LAB_CA_FILE from .lab/env, made by `make lab-up`), or check that the endpoint is the one you mean. "
+     "Do not turn verification off (pgbackrest_repo_s3_verify_tls): the repository holds the whole database"),
+    (re.compile(r"unable to find hostname .* in certificate", re.I),
+     "the repository endpoint's certificate does not name the host connected to: set pgbackrest_repo_s3_endpoint to "
+     "a name the certificate holds, or have the certificate issued for it"),
+    (re.compile(r"NoSuchBucket", re.I),
+     "the S3 bucket does not exist (or the endpoint or region is not the bucket's): create it (private, versioned, "
+     "in the region of pgbackrest_repo_s3_region), or fix pgbackrest_repo_s3_bucket (inventory dr_pgbackrest_bucket)"),
+    (re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch", re.I),
+     "S3 refused the credentials: check pgbackrest_repo_s3_key and pgbackrest_repo_s3_key_secret (from vault), or use "
+     "pgbackrest_repo_s3_key_type=auto with an instance role"),
+    (re.compile(r"KMS|kms", re.I),
+     "S3 could not use the KMS key for server-side encryption: check pgbackrest_repo_s3_kms_key_id (inventory "
+     "dr_pgbackrest_kms_key_id), that the key is enabled and in the bucket's region, and that the database host's "
+     "role may kms:GenerateDataKey and kms:Decrypt with it"),
+    (re.compile(r"AccessDenied", re.I),
+     "S3 denied access: the database host's role (or the keys) needs s3:ListBucket on the bucket and "
+     "s3:GetObject/PutObject/DeleteObject under pgbackrest_repo_path"),
+    (re.compile(r"unable to connect to|unable to get address for|connection refused|timeout", re.I),
+     "the repository endpoint did not answer: check pgbackrest_repo_s3_endpoint and pgbackrest_repo_s3_port, and "
+     "that the database host can reach it (security groups, a VPC endpoint for S3, a proxy)"),
+)
+
+
+def explain(text: str) -> str:
+    """What to do about a pgBackRest error reaching its repository, or "" when the text is not one we know."""
+    for pattern, advice in _ADVICE:
+        if pattern.search(text or ""):
+            return advice
+    return ""
+
+
+def with_advice(message: str, text: str) -> str:
+    advice = explain(text)
+    return "%s. What to do: %s" % (message.rstrip(". "), advice) if advice else message
 
 
 def choose_backup(backups: list[dict], target=None, label: str = "") -> dict:

@@ -133,7 +133,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
     PgBackRestError, as_user_argv, make_verify_record, manifest_path, parse_info, parse_verify, pgbackrest_argv,
-    verify_record_path)
+    verify_record_path, with_advice)
 
 
 def run(module, argv, timeout):
@@ -146,8 +146,9 @@ def read_info(module, p, missing_ok=False):
                                                       {"output": "json"}))
     rc, out, err = run(module, argv, p["timeout"])
     if rc != 0:
-        raise PgBackRestError("Failed to read pgbackrest info of stanza %s (exit %s): %s"
-                              % (p["stanza"], rc, (err or out).strip()[-1500:]))
+        text = (err or out).strip()
+        raise PgBackRestError(with_advice("Failed to read pgbackrest info of stanza %s (exit %s): %s"
+                                          % (p["stanza"], rc, text[-1500:]), text))
     try:
         doc = json.loads(out)
     except ValueError as exc:
@@ -155,6 +156,10 @@ def read_info(module, p, missing_ok=False):
     info = parse_info(doc, p["stanza"])
     if missing_ok and info["status_code"] == 1:  # "missing stanza path"
         return None
+    if info["status_code"] == 99 and info["repo_errors"]:  # the repository could not be read at all
+        text = "; ".join(info["repo_errors"])
+        raise PgBackRestError(with_advice("Failed to read the repository of stanza %s with %s: %s"
+                                          % (p["stanza"], p["config"], text[-1500:]), text))
     return info
 
 
@@ -241,8 +246,9 @@ def main():
                     "repository's storage" % (p["stanza"], rc, ", ".join(res["statuses"]) or "missing",
                                               "; " if res["problems"] else "", "; ".join(res["problems"])))
         elif rc != 0:
-            raise PgBackRestError("Failed to run pgbackrest %s for stanza %s (exit %s): %s"
-                                  % (command, p["stanza"], rc, (stderr or stdout).strip()[-2000:]))
+            text = (stderr or stdout).strip()
+            raise PgBackRestError(with_advice("Failed to run pgbackrest %s for stanza %s (exit %s): %s"
+                                              % (command, p["stanza"], rc, text[-2000:]), text))
         out["changed"] = writes
         out["info"] = read_info(module, p)
     except PgBackRestError as exc:

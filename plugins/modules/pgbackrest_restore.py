@@ -186,7 +186,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
     PgBackRestError, as_user_argv, choose_backup, iso, manifest_path, parse_info, parse_time, parse_verify, pg_time,
-    pgbackrest_argv, record_covers, recovery_reached, verify_record_path)
+    pgbackrest_argv, record_covers, recovery_reached, verify_record_path, with_advice)
 
 
 def load_state(path):
@@ -214,7 +214,8 @@ class Restorer:
         rc, out, err = self.m.run_command(as_user_argv(self.p["os_user"], argv),
                                           environ_update={"LC_ALL": "C"}, check_rc=False)
         if check and rc != 0:
-            raise PgBackRestError("Failed to %s (exit %s): %s" % (what, rc, (err or out).strip()[-2000:]))
+            text = (err or out).strip()
+            raise PgBackRestError(with_advice("Failed to %s (exit %s): %s" % (what, rc, text[-2000:]), text))
         return rc, out, err
 
     def brest(self, command, opts=None, check=True, what=None):
@@ -240,9 +241,14 @@ class Restorer:
     def info(self):
         _rc, out, _err = self.brest("info", {"output": "json"}, what="read pgbackrest info")
         try:
-            return parse_info(json.loads(out), self.p["stanza"])
+            info = parse_info(json.loads(out), self.p["stanza"])
         except ValueError as exc:
             raise PgBackRestError("pgbackrest info did not print JSON: %s" % exc) from exc
+        if info["status_code"] == 99 and info["repo_errors"]:  # the repository could not be read at all
+            text = "; ".join(info["repo_errors"])
+            raise PgBackRestError(with_advice("Failed to read the repository of stanza %s with %s: %s"
+                                              % (self.p["stanza"], self.p["config"], text[-1500:]), text))
+        return info
 
     def psql(self, sql):
         argv = [os.path.join(self.p["pg_bin"], "psql"), "-X", "-At", "-h", self.p["socket_dir"],

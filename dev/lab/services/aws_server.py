@@ -23,6 +23,9 @@ In front of moto's own WSGI app (moto.moto_server.werkzeug_app.DomainDispatcherA
   or version is named (moto 5.2.5 keeps answering the version the secret was created with; AWS answers AWSCURRENT).
 * CloudTrail stand-in (dev/lab/services/cloudtrail.py): every signed call is recorded, LookupEvents answered from it.
 * GET /_lab/ready answers 200 (never faulted) with the faults currently on; GET /_lab/faults the same.
+* TLS (--tls-port): the same app also listens with HTTPS, its certificate signed by the lab's own CA
+  (dev/lab/services/lab_tls.py, <lab-dir>/tls/ca.pem): for S3 clients that require TLS (pgBackRest). One process, one
+  moto state: an object written over HTTPS is read over HTTP, faults apply to both.
 
 moto keeps its state in memory: a restarted server is empty, run dev/lab/seed_aws.py again.
 """
@@ -624,12 +627,41 @@ def default_k8s_url(lab_dir: Path) -> str:
         return f"http://127.0.0.1:{port}"
 
 
-def make_server(host: str, port: int, lab_dir: Path, k8s_url: str | None = None, rds_standin: bool = True) -> Any:
+def make_server(host: str, port: int, lab_dir: Path, k8s_url: str | None = None, rds_standin: bool = True,
+                app: LabAWSApp | None = None, ssl_context: Any = None) -> Any:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server as wz_make_server
 
-    app = LabAWSApp(lab_dir, k8s_url or default_k8s_url(lab_dir), rds_standin=rds_standin)
-    return wz_make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    if app is None:
+        app = LabAWSApp(lab_dir, k8s_url or default_k8s_url(lab_dir), rds_standin=rds_standin)
+    handler = MotoRequestHandler
+    if ssl_context is not None:
+        class TLSRequestHandler(MotoRequestHandler):
+            """Ends every TLS connection with close_notify. Python's ssl closes without it, and a client that reads
+            a response without Content-Length until the end (moto's S3 PUT answers) then sees a truncated stream:
+            pgBackRest 2.45 (OpenSSL 3) fails with `TLS error [1:167772454] unexpected eof while reading` and
+            retries until its timeout."""
+
+            def finish(self) -> None:
+                super().finish()
+                try:
+                    self.request.settimeout(2)
+                    self.request.unwrap()
+                except (OSError, ValueError):
+                    pass
+
+        handler = TLSRequestHandler
+    return wz_make_server(host, port, app, threaded=True, request_handler=handler, ssl_context=ssl_context)
+
+
+def tls_context(cert: Path, key: Path) -> Any:
+    """Server-side TLS (1.2 or newer) with the lab CA's certificate for 127.0.0.1 (dev/lab/services/lab_tls.py)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -640,6 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rds-standin", action="store_true", help="RDS records only, no PostgreSQL behind them")
     parser.add_argument("--k8s-url", default=None, help="endpoint given to every EKS cluster "
                         "(default: LAB_K8S_URL, lab.json's k8s port, or http://127.0.0.1:56443)")
+    parser.add_argument("--tls-port", type=int, default=0,
+                        help="also serve HTTPS on this port, the same moto state (0: no TLS listener)")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain (PEM); default "
+                        "<lab-dir>/tls/server.pem, made with the lab CA by dev/lab/services/lab_tls.py")
+    parser.add_argument("--tls-key", type=Path, default=None, help="its key (default <lab-dir>/tls/server.key)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -648,20 +685,37 @@ def main(argv: list[str] | None = None) -> int:
     (lab_dir / "faults").mkdir(parents=True, exist_ok=True)
 
     server = make_server(args.host, args.port, lab_dir, args.k8s_url, rds_standin=not args.no_rds_standin)
+    servers = [server]
+    if args.tls_port:
+        # the same app object: one moto state, one fault layer, one CloudTrail record for both listeners
+        ctx = tls_context(args.tls_cert or lab_dir / "tls" / "server.pem",
+                          args.tls_key or lab_dir / "tls" / "server.key")
+        servers.append(make_server(args.host, args.tls_port, lab_dir, app=server.app, ssl_context=ctx))
 
     def _stop(signum: int, _frame: Any) -> None:
         LOG.info("signal %s: stopping", signum)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for srv in servers:
+            threading.Thread(target=srv.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     LOG.info("lab AWS (moto) listening on http://%s:%s lab-dir=%s k8s-url=%s", args.host, server.server_port,
              lab_dir, server.app.eks.k8s_url)
+    threads = []
+    for srv in servers[1:]:
+        LOG.info("lab AWS (moto) listening on https://%s:%s (TLS, lab CA %s)", args.host, srv.server_port,
+                 lab_dir / "tls" / "ca.pem")
+        t = threading.Thread(target=srv.serve_forever, name=f"tls-{srv.server_port}", daemon=True)
+        t.start()
+        threads.append(t)
     sys.stdout.flush()
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        for t in threads:
+            t.join(timeout=10)
+        for srv in servers:
+            srv.server_close()
         LOG.info("stopped")
     return 0
 

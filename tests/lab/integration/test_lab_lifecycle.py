@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PY = str(ROOT / ".venv" / "bin" / "python")
-PORT_VARS = ("LAB_PG_PORT", "LAB_AWS_PORT", "LAB_K8S_PORT", "LAB_MINIBOT_PORT", "LAB_RTDS_PORT", "LAB_SINK_PORT",
-             "LAB_SMTP_PORT")
+PORT_VARS = ("LAB_PG_PORT", "LAB_AWS_PORT", "LAB_AWS_TLS_PORT", "LAB_K8S_PORT", "LAB_MINIBOT_PORT", "LAB_RTDS_PORT",
+             "LAB_SINK_PORT", "LAB_SMTP_PORT")
 
 
 def free_ports(n: int) -> list[int]:
@@ -75,7 +75,10 @@ def test_up_status_down_leaves_nothing_running(private_lab):
     assert len(pids) == 6 and all(alive(p) for p in pids)
     status = labctl("status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count(" up ") == 6
+    assert status.stdout.count(" up ") == 7   # six processes, and the AWS server's TLS listener (aws-tls)
+    tls_port = int(_env["LAB_AWS_TLS_PORT"])
+    assert f"aws-tls    up    port {tls_port}" in status.stdout, status.stdout
+    assert f'export LAB_CA_FILE="{lab_dir}/tls/ca.pem"' in (lab_dir / "env").read_text()
     # up again: idempotent, same processes
     again = labctl("up")
     assert again.returncode == 0, again.stderr
@@ -86,6 +89,8 @@ def test_up_status_down_leaves_nothing_running(private_lab):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)], "lab-down left processes running"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", tls_port)) != 0, "the TLS listener still answers after lab-down"
     assert labctl("status").returncode == 1
 
 
