@@ -2,9 +2,10 @@
 
 Real pgBackRest 2.45 against the lab's moto server over HTTPS, its certificate signed by the lab's own CA
 (dev/lab/services/lab_tls.py) and verified: no `verify-tls=n` anywhere. One module-scoped set-up
-(playbooks/pgbackrest.yml with LAB_PGBACKREST_REPO=s3: stanza, a checked WAL segment, a full backup, a waited-for verify), then what reads it
-back (info, the recorded verify, SSE-KMS on the stored objects, a restore rehearsal with replay) and the refusals (a CA
-that did not sign the endpoint's certificate; a bucket that does not exist), each saying what to do.
+(playbooks/pgbackrest.yml with LAB_PGBACKREST_REPO=s3: stanza, a checked WAL segment, a full backup, a waited-for
+verify), then what reads it back (info, the recorded verify, SSE-KMS on the stored objects, a restore rehearsal with
+replay) and the refusals (a CA that did not sign the endpoint's certificate; a bucket that does not exist), each
+saying what to do.
 
 The lab's default repository stays posix: measured through the role on this machine, the S3 repository made the
 full backup and the verify about ten times slower (docs/pgbackrest_repository.md, "Why the lab defaults to posix").
