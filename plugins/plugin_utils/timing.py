@@ -39,8 +39,9 @@ _NUMBER_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
 def parse_time(value):
     """Return epoch seconds (float) for an epoch number or an ISO 8601 string; None if unusable.
 
-    Accepts ``2025-01-01T10:00:00Z``, the basic format ``20250101T100000Z`` (backup ids), ``2025-01-01 10:00:00.123+00``, ``...+02:00``, ``2025-01-01`` (midnight
-    UTC), epoch ints/floats and numeric strings. A time without a zone is taken as UTC.
+    Accepts ``2025-01-01T10:00:00Z``, ``2025-01-01 10:00:00.123+00``, ``...+02:00``, ``2025-01-01`` (midnight
+    UTC), the basic format ``20250101T100000Z`` (backup ids), epoch ints/floats and numeric strings. A time without
+    a zone is taken as UTC.
     """
     if value is None or isinstance(value, bool):
         return None
