@@ -54,12 +54,15 @@ def load(path):
     return data
 
 
-def start(previous, mode, now):
+def start(previous, mode, now, incident_id=None):
     """Resume ``previous`` when it is an unfinished run of the same mode, else begin a new run.
 
+    With ``incident_id``, only a run of that incident is resumed (a run of another incident, or one that never
+    recorded its incident, is not), and a new run records it at once.
     Returns (state, resumed). Resuming restarts the step clock (the time between runs is no step's).
     """
-    if previous and previous.get("status") in RESUMABLE and previous.get("mode") == mode:
+    if previous and previous.get("status") in RESUMABLE and previous.get("mode") == mode \
+            and (not incident_id or previous.get("incident_id") == incident_id):
         state = dict(previous)
         state.setdefault("completed", [])
         state.setdefault("phases", [])
@@ -67,7 +70,7 @@ def start(previous, mode, now):
         state["status"] = "running"
         state["cursor_epoch"] = now
         return state, True
-    return new_state(mode, now), False
+    return remember(new_state(mode, now), incident_id=incident_id), False
 
 
 def remember(state, incident_id=None, preexisting=None):

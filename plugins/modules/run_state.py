@@ -47,6 +47,13 @@ options:
   incident_id:
     description: The incident this run belongs to; recorded when the run has none yet.
     type: str
+  resume_incident_id:
+    description:
+      - With O(state=started), resume an unfinished run only when it belongs to this incident; otherwise start a new
+        run and record this incident id at once. A run of another incident, or one that never recorded its incident,
+        is not resumed.
+      - Empty or unset, any unfinished run of the same O(mode) is resumed (the default).
+    type: str
   preexisting:
     description: What existed before the run (free-form); recorded when the run has none yet.
     type: dict
@@ -67,6 +74,12 @@ EXAMPLES = r"""
     path: ~/.agbotkit-dr/region_failover.json
     mode: failover
   register: run
+
+- name: Start or resume the run of one incident (a run of another incident is not resumed)
+  agbotkit.dr.run_state:
+    path: ~/.agbotkit-dr/security_breach.json
+    mode: respond
+    resume_incident_id: INC-20250101-100000-ab12
 
 - name: Mark the database step done
   agbotkit.dr.run_state:
@@ -141,7 +154,7 @@ def run(params, check_mode, now):
     previous = rs.load(path)
     resumed, marked = False, False
     if params["state"] == "started":
-        state, resumed = rs.start(previous, params["mode"], now)
+        state, resumed = rs.start(previous, params["mode"], now, params.get("resume_incident_id"))
     elif previous is None:
         raise AgbotDrError("No run is recorded in %s: start the run (state=started) before %s"
                            % (path, params["state"]), path=path)
@@ -163,6 +176,7 @@ def main():
             "mode": {"type": "str", "default": "run"},
             "step": {"type": "str"},
             "incident_id": {"type": "str"},
+            "resume_incident_id": {"type": "str"},
             "preexisting": {"type": "dict"},
         },
         required_if=[("state", "step_done", ["step"])],

@@ -28,6 +28,11 @@ _ISO_RE = re.compile(
     r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
     r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
 )
+# ISO 8601 basic format, as backup ids are written (20250101T100000Z)
+_ISO_BASIC_RE = re.compile(
+    r"^\s*(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?:(\d{2})(?:[.,](\d+))?)?"
+    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
+)
 _NUMBER_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
@@ -35,7 +40,8 @@ def parse_time(value):
     """Return epoch seconds (float) for an epoch number or an ISO 8601 string; None if unusable.
 
     Accepts ``2025-01-01T10:00:00Z``, ``2025-01-01 10:00:00.123+00``, ``...+02:00``, ``2025-01-01`` (midnight
-    UTC), epoch ints/floats and numeric strings. A time without a zone is taken as UTC.
+    UTC), the basic format ``20250101T100000Z`` (backup ids), epoch ints/floats and numeric strings. A time without
+    a zone is taken as UTC.
     """
     if value is None or isinstance(value, bool):
         return None
@@ -50,7 +56,7 @@ def parse_time(value):
         return None
     if _NUMBER_RE.match(text):
         return float(text)
-    match = _ISO_RE.match(text)
+    match = _ISO_RE.match(text) or _ISO_BASIC_RE.match(text)
     if not match:
         if re.match(r"^\d{4}-\d{2}-\d{2}$", text):
             text += "T00:00:00"

@@ -468,3 +468,80 @@ def test_rotation_refuses_without_preserved_evidence(breach, run_playbook):
     assert res.returncode != 0
     assert f"No preserved evidence for incident INC-LAB-BREACH-{RUN}-NOGATE" in res.stdout
     assert (h.sm_versions(), h.role_hash(), h.secret_values()) == before
+
+
+# ------------------------------------------------------------------------------------------------ runbook: stop, resume
+INC_RESUME = f"INC-LAB-BREACH-{RUN}-RESUME"
+
+
+def _slack(lab, incident: str) -> list[str]:
+    """The Slack messages of one incident, as the lab's sink received them."""
+    with urllib.request.urlopen(f"{lab['env']['LAB_SINK_URL']}/_sink/slack", timeout=10) as r:
+        bodies = [json.dumps(e.get("body")) for e in json.loads(r.read())]
+    return [" ".join(b.split()) for b in bodies if incident in b]
+
+
+@pytest.fixture(scope="module")
+def breach_resumed(breach, lab, lab_env):
+    """Last in the module (it rotates the secret once more): a run of a new incident without the exchange
+    confirmation stops in step contain, at the manual gate; the same command with the confirmation resumes."""
+    h, state_file = breach["lab"], Path(lab["lab_dir"]) / "region_failover" / "security_breach.json"
+
+    def play(**extra):
+        # stdin from /dev/null: the manual gate's pause must see a non-interactive run, even under a terminal
+        cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", PLAYBOOK,
+               "-e", json.dumps({"incident_id": INC_RESUME, **extra})]
+        return subprocess.run(cmd, cwd=ROOT, env=lab_env, capture_output=True, text=True, check=False, timeout=900,
+                              stdin=subprocess.DEVNULL)
+
+    out = {"stopped": play()}
+    out["state_stopped"] = json.loads(state_file.read_text())
+    out["before_resume"], out["pods_before_resume"] = h.state(), h.pods()
+    out["resumed"] = play(secret_rotation_exchange_confirmed_by="lab tester")
+    out["state_resumed"] = json.loads(state_file.read_text())
+    out["after_resume"], out["pods_after_resume"] = h.state(), h.pods()
+    return out
+
+
+def test_a_failed_step_sends_the_runbook_failure_notification(breach, lab):
+    """The evidence step failed (run 2): the rescue notified, naming the step and the state left, and stopped."""
+    res = breach["runs"]["no_evidence"]
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "Security breach stopped in step evidence: Failed to write evidence object" in out, out[-3000:]
+    sent = [m for m in _slack(lab, INC_FAIL) if "Security breach FAILED in step evidence" in m]
+    assert len(sent) == 1, _slack(lab, INC_FAIL)
+    assert "Failed to write evidence object" in sent[0] and "Trading is halted" in sent[0]
+    assert f"Evidence of {INC_FAIL} not preserved in this run, so the gate kept isolation and rotation" in sent[0]
+
+
+def test_manual_gate_stops_in_contain_and_the_rerun_resumes_without_repeating_done_steps(breach_resumed, lab):
+    stopped = breach_resumed["stopped"]
+    out = " ".join((stopped.stdout + stopped.stderr).split())
+    assert stopped.returncode != 0
+    assert "Security breach stopped in step contain: The exchange API keys of lab-exchange are not confirmed" in out, \
+        out[-3000:]
+    state = breach_resumed["state_stopped"]
+    assert (state["incident_id"], state["status"], state["completed"]) == (
+        INC_RESUME, "failed", ["immediate", "evidence", "isolate"])
+    sent = [m for m in _slack(lab, INC_RESUME) if "Security breach FAILED in step contain" in m]
+    assert len(sent) == 1 and "Trading is halted" in sent[0] and f"Evidence of {INC_RESUME} preserved: s3://" in sent[0]
+
+    res = breach_resumed["resumed"]
+    _ok(res)
+    assert f"Resuming {INC_RESUME}" in res.stdout
+    assert [m for m in _slack(lab, INC_RESUME) if "Resumed security breach response" in m
+            and "steps done: immediate, evidence, isolate" in m]
+    # nothing done before is done again: no task of the product's roles changed anything, no evidence object was
+    # written again, no secret version made, no pod restarted; only the manual confirmation and what follows ran
+    assert _changed_tasks(res.stdout) == []
+    assert "phase done, steps done: none" in res.stdout
+    before, after = breach_resumed["before_resume"], breach_resumed["after_resume"]
+    for key in ("sm", "role", "secrets", "deployments", "netpol", "sgs", "asg", "kill_switch", "evidence"):
+        assert after[key] == before[key], key
+    assert breach_resumed["pods_after_resume"] == breach_resumed["pods_before_resume"]
+    # one run: the first attempt's declaration time (RTO counts from it) and its steps, each once, in plan order
+    resumed = breach_resumed["state_resumed"]
+    assert resumed["status"] == "completed" and resumed["declared_at"] == state["declared_at"]
+    assert resumed["completed"] == ["immediate", "evidence", "isolate", "contain", "investigate", "validate"]
+    assert [p["step"] for p in resumed["phases"]] == resumed["completed"]
+    assert resumed["phases"][:3] == state["phases"]

@@ -92,6 +92,31 @@ def test_incident_and_preexisting_are_recorded_once(tmp_path):
     assert res["run_state"]["incident_id"] == "INC-1" and res["run_state"]["preexisting"] == {"rds": False}
 
 
+@pytest.mark.parametrize("saved_incident, status, resumed", [
+    ("INC-1", "failed", True), ("INC-1", "running", True),
+    ("INC-1", "completed", False),          # a finished run of the incident is not resumed: a new run of it begins
+    ("INC-OTHER", "failed", False),         # an unfinished run of another incident is not resumed
+    ("", "failed", False),                  # nor one that never recorded its incident
+])
+def test_resume_incident_id_resumes_only_that_incidents_run(tmp_path, saved_incident, status, resumed):
+    path = tmp_path / "sb.json"
+    rs.save(str(path), dict(rs.new_state("respond", T0), incident_id=saved_incident, completed=["immediate"],
+                            status=status))
+    res = mod.run(params(path, mode="respond", resume_incident_id="INC-1"), False, T0 + 100)
+    state = res["run_state"]
+    assert res["resumed"] is resumed
+    assert state["incident_id"] == "INC-1"  # a new run records the incident at once
+    assert (state["completed"], state["declared_epoch"]) == ((["immediate"], T0) if resumed else ([], T0 + 100))
+    assert json.loads(path.read_text()) == state
+
+
+def test_without_resume_incident_id_any_unfinished_run_of_the_mode_is_resumed(tmp_path):
+    path = tmp_path / "sb.json"
+    rs.save(str(path), dict(rs.new_state("respond", T0), incident_id="INC-OTHER", status="failed"))
+    res = mod.run(params(path, mode="respond", resume_incident_id=""), False, T0 + 1)
+    assert res["resumed"] is True and res["run_state"]["incident_id"] == "INC-OTHER"
+
+
 def test_status_completed_and_failed(tmp_path):
     path = tmp_path / "rf.json"
     mod.run(params(path), False, T0)
