@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from runbook_checks import forget_run, run_state, slack_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "ag-botkit-cr"
@@ -245,3 +246,36 @@ def test_rebuild_recovers_a_failed_control_plane(tf_cluster, run_playbook, fault
     assert _cr_cluster(lab)["createdAt"] != before["createdAt"]
     assert k8s(f"/clusters/{CR}/readyz")[0] == 200
     assert k8s(f"/clusters/{CR}/api/v1/namespaces/ag-botkit/services/minibot:http/proxy/health")[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------------- runbook
+def test_failed_step_notifies_and_a_rerun_resumes(app, run_playbook, fault, lab, k8s, eks):
+    """roles/runbook: a step that fails marks the run failed and notifies the incident's channels, naming the step; the
+    same command again resumes that run (same incident) and completes it. The failure is the cheapest refusal there is
+    (a diagnosis above eks_recover_max_level, nothing changed); once the node is back the re-run has nothing to do."""
+    forget_run(lab, f"cluster_recover-{CLUSTER}")
+    name = node_of_bot(k8s)
+    fault("k8s.node_failure", {"nodes": [name]})
+    updates, t0 = ng_updates(eks), time.time()
+    extra = {**BASE_VARS, "dr_incident_enabled": True}
+    proc = run_playbook("playbooks/cluster_recover.yml", extra_vars={**extra, "eks_recover_max_level": "none"})
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode != 0, _out(proc)
+    stopped = "Cluster recovery stopped in step diagnose: The diagnosis asks for reboot but eks_recover_max_level is"
+    assert stopped in out, _out(proc)
+    assert since(lab, t0) == [] and ng_updates(eks) == updates        # the refusal changed nothing
+    state = run_state(lab, f"cluster_recover-{CLUSTER}")
+    assert state["status"] == "failed" and state["completed"] == []
+    failed = [m for m in slack_messages(lab, state["incident_id"]) if "FAILED in step diagnose" in m]
+    assert failed and "eks_recover_max_level is none" in failed[0] and "level reboot (node)" in failed[0]
+
+    (Path(lab["lab_dir"]) / "faults" / "k8s.node_failure").unlink()   # the node comes back by itself
+    wait_healthy(k8s, 90)
+    proc = run_playbook("playbooks/cluster_recover.yml", extra_vars=extra)
+    assert proc.returncode == 0, _out(proc)
+    assert f"Resuming {state['incident_id']}" in " ".join(proc.stdout.split())
+    after = run_state(lab, f"cluster_recover-{CLUSTER}")
+    assert after["status"] == "completed" and after["incident_id"] == state["incident_id"]
+    assert after["declared_at"] == state["declared_at"]                # RTO counts from the first attempt
+    assert after["completed"] == ["diagnose", "recovery", "verify"]    # no rebuild: the diagnosis never asked for one
+    assert since(lab, t0) == [] and ng_updates(eks) == updates

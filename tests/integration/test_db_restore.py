@@ -19,6 +19,7 @@ import boto3
 import psycopg
 import pytest
 import requests
+from runbook_checks import forget_run, run_state, slack_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "dev" / "lab"))
@@ -89,6 +90,13 @@ def backup(lab, run_playbook):
     bid = sorted({k.split("/")[1] for k in keys if k.endswith("/manifest.json")})[-1]
     manifest = json.loads(s3(lab).get_object(Bucket=BUCKET, Key=f"database/{bid}/manifest.json")["Body"].read())
     return {"id": bid, "manifest": manifest, "keys": [k for k in keys if k.startswith(f"database/{bid}/")]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_run(lab):
+    """This module's runs start their own restore run: a failed one another module left would be resumed, with its
+    older incident time (the data-loss window is measured from it)."""
+    forget_run(lab, f"db_restore-{DB}")
 
 
 @pytest.fixture
@@ -346,3 +354,45 @@ def test_restore_swaps_keeps_the_damaged_copy_and_resumes_trading(lab, run_playb
                   dr_incident_enabled=False)
     assert res.returncode == 0
     assert "changed=0" in res.stdout
+
+
+# --------------------------------------------------------------------------- the runbook (roles/runbook)
+
+
+def test_failed_step_notifies_and_a_rerun_resumes(lab, run_playbook, backup, fault):
+    """A step that fails marks the run failed and notifies the incident's channels, naming the step and saying the live
+    database was not swapped; the same command again resumes that run (same incident, same declaration time) and
+    completes it. The failure is the cheapest refusal there is: the bot cannot halt (503), nothing was touched."""
+    forget_run(lab, f"db_restore-{DB}")
+    kill_switch(lab, "reset")
+    with pg(lab) as c:
+        oid = c.execute("SELECT oid FROM pg_database WHERE datname=%s", (DB,)).fetchone()[0]
+    fault("minibot.down", {})
+    res = restore(run_playbook, backup["id"], db_restore_confirm=DB)
+    out = " ".join(output(res).split())
+    assert res.returncode != 0
+    stopped = "Database restore stopped in step kill_switch: The halt of trading could not be confirmed"
+    assert stopped in out, out[-3000:]
+    with pg(lab) as c:
+        assert c.execute("SELECT oid FROM pg_database WHERE datname=%s", (DB,)).fetchone()[0] == oid
+    state = run_state(lab, f"db_restore-{DB}")
+    assert state["status"] == "failed" and state["completed"] == ["assess"]
+    failed = [m for m in slack_messages(lab, state["incident_id"]) if "FAILED in step kill_switch" in m]
+    assert failed and "could not be confirmed" in failed[0] and f"The live database {DB} was not swapped" in failed[0]
+    assert lab["secrets"]["kill_switch_token"] not in "".join(failed)
+
+    (Path(lab["lab_dir"]) / "faults" / "minibot.down").unlink()
+    try:
+        res = restore(run_playbook, backup["id"], db_restore_confirm=DB)
+    finally:
+        kill_switch(lab, "reset")
+    assert res.returncode == 0, output(res)[-3000:]
+    assert f"Resuming {state['incident_id']}" in " ".join(res.stdout.split())
+    after = run_state(lab, f"db_restore-{DB}")
+    assert after["status"] == "completed" and after["incident_id"] == state["incident_id"]
+    assert after["declared_at"] == state["declared_at"]   # RTO counts from the first attempt
+    assert after["completed"] == ["assess", "kill_switch", "restore", "verify", "swap", "resume"]
+    with pg(lab) as c:
+        comment = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname=%s",
+                            (DB,)).fetchone()[0]
+    assert f"backup={backup['id']} status=complete" in comment
