@@ -1,5 +1,5 @@
 """What a scenario run on the runbook mechanism (roles/runbook) leaves behind, read from the lab itself: the run state
-file (module agbotkit.dr.run_state) and the notifications the lab's Slack sink received (lab/services/sinks.py)."""
+file (module agbotkit.dr.run_state) and the notifications the lab's Slack sink received (dev/lab/services/sinks.py)."""
 
 from __future__ import annotations
 
