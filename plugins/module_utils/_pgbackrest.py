@@ -119,6 +119,13 @@ def parse_info(doc, stanza: str) -> dict:
 
 # (pattern in pgBackRest's error text, what to do); the first match wins
 _ADVICE = (
+    # first: "was not archived before the 60000ms timeout" is PostgreSQL's archiver failing, not the repository
+    # endpoint (the generic "timeout" below would blame the endpoint)
+    (re.compile(r"was not archived before the \d+ms timeout", re.I),
+     "WAL does not reach the repository: the database's archive_command fails or is too slow. Read the PostgreSQL "
+     "log (archiver lines) and SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver; check that "
+     "archive_command names this stanza and config (pgbackrest_archive_command), and that the repository answers "
+     "(pgbackrest --stanza=<stanza> info as the database's OS user)"),
     (re.compile(r"unable to verify certificate|certificate verify failed", re.I),
      "the repository endpoint's TLS certificate is not trusted: set pgbackrest_repo_s3_ca_file (inventory "
      "dr_pgbackrest_s3_ca_file; pgBackRest repo1-storage-ca-file) to the CA that signed the endpoint's certificate "
@@ -140,7 +147,7 @@ _ADVICE = (
     (re.compile(r"AccessDenied", re.I),
      "S3 denied access: the database host's role (or the keys) needs s3:ListBucket on the bucket and "
      "s3:GetObject/PutObject/DeleteObject under pgbackrest_repo_path"),
-    (re.compile(r"unable to connect to|unable to get address for|connection refused|timeout", re.I),
+    (re.compile(r"unable to connect to|unable to get address for|connection refused|timed? ?out", re.I),
      "the repository endpoint did not answer: check pgbackrest_repo_s3_endpoint and pgbackrest_repo_s3_port, and "
      "that the database host can reach it (security groups, a VPC endpoint for S3, a proxy)"),
 )

@@ -111,6 +111,16 @@ def test_explain_a_missing_bucket_and_other_known_errors():
     assert b.explain("ERROR: [055]: unable to load info file") == ""
 
 
+def test_explain_a_wal_archive_timeout_blames_archive_command_not_the_endpoint():
+    # seen in a CI rehearsal: a posix repository, archive_command failing; the old advice named the S3 endpoint
+    text = ("ERROR: [082]: WAL segment 00000002000000030000007A was not archived before the 60000ms timeout\n"
+            "HINT: check the archive_command to ensure that all options are correct (especially --stanza).")
+    advice = b.explain(text)
+    assert advice.startswith("WAL does not reach the repository: the database's archive_command fails")
+    assert "pg_stat_archiver" in advice and "s3_endpoint" not in advice
+    assert "did not answer" in b.explain("HostConnectError: timeout after 5000ms waiting for read/write ready")
+
+
 def test_with_advice_appends_what_to_do_only_when_known():
     msg = b.with_advice("Failed to run pgbackrest stanza-create (exit 95): " + WRONG_CA, WRONG_CA)
     assert msg.endswith("Do not turn verification off (pgbackrest_repo_s3_verify_tls): the repository holds the whole "
