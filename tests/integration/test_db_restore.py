@@ -365,6 +365,10 @@ def test_failed_step_notifies_and_a_rerun_resumes(lab, run_playbook, backup, fau
     completes it. The failure is the cheapest refusal there is: the bot cannot halt (503), nothing was touched."""
     forget_run(lab, f"db_restore-{DB}")
     kill_switch(lab, "reset")
+    # damage, so that the assessment asks for a restore: a live database that still holds everything the backup holds
+    # (e.g. after the swap test restored it) is "nothing to do", and the kill-switch step would never run
+    with pg(lab, DB) as c:
+        c.execute("DELETE FROM orders WHERE id IN (SELECT id FROM orders WHERE status <> 'filled' LIMIT 5)")
     with pg(lab) as c:
         oid = c.execute("SELECT oid FROM pg_database WHERE datname=%s", (DB,)).fetchone()[0]
     fault("minibot.down", {})
