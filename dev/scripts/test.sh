@@ -6,10 +6,12 @@
 #           (tests/unit and the lab's own tests/lab/unit)                             (no lab)
 #   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path (LANE_A*)
 #   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C
-#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4 and AWX (LANE_C*)
+#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4 and readiness (LANE_C*)
+#   lab-d   lab D (LAB_DIR=.lab-d, every port + 6200): plan §1, the region failover tests (LANE_D*)
 #
 # Integration tests share one lab per lane (faults are per lab), so separate labs let the
-# suites that mostly wait on services overlap. Integration test files are tests/integration/test_*.py
+# suites that mostly wait on services overlap. Balance the lanes by the pytest durations each run prints
+# (artifacts/lanes/<lane>.log, "slowest durations"): the run takes as long as its longest lane. Integration test files are tests/integration/test_*.py
 # and the lab's own tests/lab/integration/test_*.py, listed below by basename. A new test file or
 # molecule scenario goes to lab-b unless listed for A or C: nothing is ever left out. Logs: artifacts/lanes/<lane>.log
 # (printed at the end). TEST_LANES="static lab-a" runs only those lanes.
@@ -23,16 +25,16 @@ mkdir -p artifacts/lanes
 rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
-LANE_A="test_db_restore.py test_modules_db.py test_kill_switch_playbook.py test_incident.py test_restore_trust.py
-        test_db_restore_physical.py test_backup_terraform.py test_region_failover.py"
+LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py"
 LANE_A_MOLECULE="db_restore pitr"
-LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_awx_jobs.py
-        test_readiness.py"
-LANE_C_MOLECULE="cluster_recover security_breach"
+LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_readiness.py"
+LANE_C_MOLECULE="cluster_recover"
+LANE_D="test_region_failover.py"
+LANE_D_MOLECULE=""
 # Scenarios that are not run, each with its reason (printed by every run). Empty: every scenario runs in a lane.
 declare -A MOLECULE_NOT_RUN=(
 )
-LANES=${TEST_LANES:-static lab-a lab-b lab-c}
+LANES=${TEST_LANES:-static lab-a lab-b lab-c lab-d}
 
 stamp() { printf '[test %s +%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T0)) "$*"; }
 
@@ -68,6 +70,7 @@ lab_env() {
     lab-a) return 0 ;;
     lab-b) export LAB_DIR=$ROOT/.lab-b; off=6000 ;;  # B and C above the ephemeral range (32768-60999)
     lab-c) export LAB_DIR=$ROOT/.lab-c; off=6100 ;;
+    lab-d) export LAB_DIR=$ROOT/.lab-d; off=6200 ;;
   esac
   for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_AWS_TLS_PORT:55443 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
               LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
@@ -119,7 +122,8 @@ lane() {
     case $name in
       lab-a) in_lane "$LANE_A" "$base" && files+="$f " ;;
       lab-c) in_lane "$LANE_C" "$base" && files+="$f " ;;
-      lab-b) in_lane "$LANE_A $LANE_C" "$base" || files+="$f " ;;
+      lab-d) in_lane "$LANE_D" "$base" && files+="$f " ;;
+      lab-b) in_lane "$LANE_A $LANE_C $LANE_D" "$base" || files+="$f " ;;
     esac
   done
   for s in extensions/molecule/*/molecule.yml; do
@@ -131,7 +135,8 @@ lane() {
     case $name in
       lab-a) in_lane "$LANE_A_MOLECULE" "$base" && mol+="$base " ;;
       lab-c) in_lane "$LANE_C_MOLECULE" "$base" && mol+="$base " ;;
-      lab-b) in_lane "$LANE_A_MOLECULE $LANE_C_MOLECULE" "$base" || mol+="$base " ;;
+      lab-d) in_lane "$LANE_D_MOLECULE" "$base" && mol+="$base " ;;
+      lab-b) in_lane "$LANE_A_MOLECULE $LANE_C_MOLECULE $LANE_D_MOLECULE" "$base" || mol+="$base " ;;
     esac
   done
   lane_lab "$name" "$mol" "$files"
@@ -146,13 +151,13 @@ fi
 # labs that this run starts are stopped at the end; a lab that was already up is left alone
 declare -A was_up=()
 cleanup() {
-  for name in lab-a lab-b lab-c; do
+  for name in lab-a lab-b lab-c lab-d; do
     [[ ${was_up[$name]:-1} == 0 ]] || continue
     ( lab_env "$name"; "$V/python" dev/lab/labctl.py down >/dev/null 2>&1 )
   done
 }
 trap cleanup EXIT
-for name in lab-a lab-b lab-c; do
+for name in lab-a lab-b lab-c lab-d; do
   [[ " $LANES " == *" $name "* ]] || continue
   if ( lab_env "$name"; "$V/python" dev/lab/labctl.py status >/dev/null 2>&1 ); then
     was_up[$name]=1
@@ -161,7 +166,10 @@ for name in lab-a lab-b lab-c; do
   fi
 done
 
-stamp "lanes: $LANES (logs in artifacts/lanes/)"
+# machine_ticks: jiffies of the whole machine since boot, "busy total" (every process: the labs' services too)
+machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
+read -r BUSY0 TOTAL0 < <(machine_ticks)
+stamp "lanes: $LANES (logs in artifacts/lanes/); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A pid=()
 for name in $LANES; do
   ( lane "$name" ) > "artifacts/lanes/$name.log" 2>&1 &
@@ -190,6 +198,10 @@ for name in $LANES; do
 done
 printf 'all lanes: %d s wall, %d s CPU (the test processes; the labs'"'"' services are not counted): %.1f cores busy\n' \
   $((SECONDS - T0)) "$CPU" "$(awk -v c="$CPU" -v w=$((SECONDS - T0 + 1)) 'BEGIN { printf "%.1f", c / w }')"
+read -r BUSY1 TOTAL1 < <(machine_ticks)
+printf 'machine: %s of %d cores busy on average during the run (every process, the labs'"'"' services included)\n' \
+  "$(awk -v b=$((BUSY1 - BUSY0)) -v t=$((TOTAL1 - TOTAL0)) -v n="$(nproc)" 'BEGIN { printf "%.2f", t ? n * b / t : 0 }')" \
+  "$(nproc)"
 # one summary line over every pytest run (the last line of the output)
 "$V/python" - "$((SECONDS - T0))" "$status" artifacts/junit-*.xml <<'PY'
 import sys
