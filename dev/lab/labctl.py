@@ -68,9 +68,14 @@ def port(name: str) -> int:
     var, default = PORTS[name]
     value = os.environ.get(var, str(default))
     try:
-        return int(value)
+        number = int(value)
     except ValueError as exc:
         raise LabError(f"{var}={value!r} is not a port number") from exc
+    if not 1024 <= number <= 65535:
+        # e.g. a lane offset added to ports already moved by a LAB_*_PORT left exported from another lab
+        raise LabError(f"{var}={number} is not a port from 1024 to 65535: check the LAB_*_PORT variables this shell "
+                       "exports (`env | grep ^LAB_`)")
+    return number
 
 
 def say(msg: str) -> None:

@@ -169,6 +169,9 @@ done
 # machine_ticks: jiffies of the whole machine since boot, "busy total" (every process: the labs' services too)
 machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 read -r BUSY0 TOTAL0 < <(machine_ticks)
+# lab A runs on what the environment says; B, C and D add their offset to it: say so when it is not the default
+inherited=$(env | grep -E '^LAB_(DIR|[A-Z_]+_PORT)=' | sort | tr '\n' ' ')
+[[ -z $inherited ]] || stamp "lab settings from the environment (lab A uses them, B-D add their offset): $inherited"
 stamp "lanes: $LANES (logs in artifacts/lanes/); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A pid=()
 for name in $LANES; do
