@@ -53,6 +53,16 @@ class ToolError(AgbotDrError):
     """pg_dump or pg_restore failed or is missing."""
 
 
+# --- pgBackRest (physical backups and restores) -----------------------------------------------
+
+class PgBackRestError(AgbotDrError):
+    """pgBackRest failed, is missing, or its repository cannot be trusted."""
+
+
+class TargetBeforeBackupsError(PgBackRestError):
+    """The restore target lies before the oldest backup set that could reach it."""
+
+
 # --- kill switch --------------------------------------------------------------------------
 
 class KillSwitchError(AgbotDrError):

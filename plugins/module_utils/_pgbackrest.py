@@ -20,15 +20,8 @@ import os
 import re
 from datetime import datetime, timezone
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError
-
-
-class PgBackRestError(AgbotDrError):
-    """pgBackRest failed, is missing, or its repository cannot be trusted."""
-
-
-class TargetBeforeBackupsError(PgBackRestError):
-    """The restore target lies before the oldest backup set that could reach it."""
+# the errors live in _errors.py (the one exception hierarchy); imported here, so _pgbackrest.PgBackRestError still works
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import PgBackRestError, TargetBeforeBackupsError
 
 
 def parse_time(value) -> datetime:

@@ -109,9 +109,10 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import PgBackRestError  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
-    PgBackRestError, as_user_argv, iso, parse_time, pg_time)
+    as_user_argv, iso, parse_time, pg_time)
 
 
 def postmaster_args(data_dir):

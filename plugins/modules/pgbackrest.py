@@ -131,12 +131,14 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import PgBackRestError  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
-    PgBackRestError, as_user_argv, make_verify_record, manifest_path, parse_info, parse_verify, pgbackrest_argv,
-    verify_record_path, with_advice)
+    as_user_argv, make_verify_record, manifest_path, parse_info, parse_verify, pgbackrest_argv, verify_record_path,
+    with_advice)
 
 
-def run(module, argv, timeout):
+def run_command(module, argv, timeout):
     rc, out, err = module.run_command(argv, environ_update={"LC_ALL": "C"}, check_rc=False)
     return rc, out, err
 
@@ -144,7 +146,7 @@ def run(module, argv, timeout):
 def read_info(module, p, missing_ok=False):
     argv = as_user_argv(p["os_user"], pgbackrest_argv(p["binary"], p["config"], p["stanza"], "info",
                                                       {"output": "json"}))
-    rc, out, err = run(module, argv, p["timeout"])
+    rc, out, err = run_command(module, argv, p["timeout"])
     if rc != 0:
         text = (err or out).strip()
         raise PgBackRestError(with_advice("Failed to read pgbackrest info of stanza %s (exit %s): %s"
@@ -188,6 +190,56 @@ def write_record(p, record):
     return path
 
 
+def run(module, out):
+    """Run the command. out is the result (also reported on failure); an early end is a return, a failure a
+    PgBackRestError, which run_module reports with fail_json."""
+    p = module.params
+    command = p["command"]
+    before = read_info(module, p, missing_ok=True) if command == "stanza-create" else None
+    if command == "stanza-create" and before is not None and before["status_code"] in (0, 2):
+        out["info"] = before
+        return
+    writes = command in ("stanza-create", "backup", "expire")
+    if writes and module.check_mode:
+        out["changed"] = True
+        return
+    opts = dict(p["options"])
+    if command == "backup":
+        opts.setdefault("type", p["backup_type"])
+    if command == "verify":
+        opts.setdefault("output", "text")
+        opts.setdefault("verbose", True)
+    argv = as_user_argv(p["os_user"], pgbackrest_argv(p["binary"], p["config"], p["stanza"], command, opts))
+    manifests = None
+    if command == "verify" and p["record_dir"] and not module.check_mode:
+        manifests = read_manifest_digests(module, p)
+    started = time.time()
+    t0 = time.monotonic()
+    rc, stdout, stderr = run_command(module, argv, p["timeout"])
+    out["seconds"] = round(time.monotonic() - t0, 2)
+    out["cmd"] = argv
+    if command == "verify":
+        res = parse_verify(stdout + "\n" + stderr)
+        if rc != 0:
+            res = dict(res, ok=False)
+        out["verify"] = res
+        if manifests is not None:
+            out["record"] = write_record(p, make_verify_record(p["stanza"], res, manifests, started,
+                                                               out["seconds"]))
+        if rc != 0 or not res["ok"]:
+            raise PgBackRestError(
+                "pgbackrest verify found the repository of stanza %s damaged (exit %s, status %s%s%s): do not "
+                "restore from it; take a new full backup (pgbackrest_backup_type=full) and investigate the "
+                "repository's storage" % (p["stanza"], rc, ", ".join(res["statuses"]) or "missing",
+                                          "; " if res["problems"] else "", "; ".join(res["problems"])))
+    elif rc != 0:
+        text = (stderr or stdout).strip()
+        raise PgBackRestError(with_advice("Failed to run pgbackrest %s for stanza %s (exit %s): %s"
+                                          % (command, p["stanza"], rc, text[-2000:]), text))
+    out["changed"] = writes
+    out["info"] = read_info(module, p)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -204,56 +256,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    out = {"changed": False}
-    try:
-        command = p["command"]
-        before = read_info(module, p, missing_ok=True) if command == "stanza-create" else None
-        if command == "stanza-create" and before is not None and before["status_code"] in (0, 2):
-            out["info"] = before
-            module.exit_json(**out)
-        writes = command in ("stanza-create", "backup", "expire")
-        if writes and module.check_mode:
-            out["changed"] = True
-            module.exit_json(**out)
-        opts = dict(p["options"])
-        if command == "backup":
-            opts.setdefault("type", p["backup_type"])
-        if command == "verify":
-            opts.setdefault("output", "text")
-            opts.setdefault("verbose", True)
-        argv = as_user_argv(p["os_user"], pgbackrest_argv(p["binary"], p["config"], p["stanza"], command, opts))
-        manifests = None
-        if command == "verify" and p["record_dir"] and not module.check_mode:
-            manifests = read_manifest_digests(module, p)
-        started = time.time()
-        t0 = time.monotonic()
-        rc, stdout, stderr = run(module, argv, p["timeout"])
-        out["seconds"] = round(time.monotonic() - t0, 2)
-        out["cmd"] = argv
-        if command == "verify":
-            res = parse_verify(stdout + "\n" + stderr)
-            if rc != 0:
-                res = dict(res, ok=False)
-            out["verify"] = res
-            if manifests is not None:
-                out["record"] = write_record(p, make_verify_record(p["stanza"], res, manifests, started,
-                                                                   out["seconds"]))
-            if rc != 0 or not res["ok"]:
-                raise PgBackRestError(
-                    "pgbackrest verify found the repository of stanza %s damaged (exit %s, status %s%s%s): do not "
-                    "restore from it; take a new full backup (pgbackrest_backup_type=full) and investigate the "
-                    "repository's storage" % (p["stanza"], rc, ", ".join(res["statuses"]) or "missing",
-                                              "; " if res["problems"] else "", "; ".join(res["problems"])))
-        elif rc != 0:
-            text = (stderr or stdout).strip()
-            raise PgBackRestError(with_advice("Failed to run pgbackrest %s for stanza %s (exit %s): %s"
-                                              % (command, p["stanza"], rc, text[-2000:]), text))
-        out["changed"] = writes
-        out["info"] = read_info(module, p)
-    except PgBackRestError as exc:
-        module.fail_json(msg=str(exc), **out)
-    module.exit_json(**out)
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":

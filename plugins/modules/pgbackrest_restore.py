@@ -184,9 +184,11 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import PgBackRestError  # noqa: E402
+from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
 from ansible_collections.agbotkit.dr.plugins.module_utils._pgbackrest import (  # noqa: E402
-    PgBackRestError, as_user_argv, choose_backup, iso, manifest_path, parse_info, parse_time, parse_verify, pg_time,
-    pgbackrest_argv, record_covers, recovery_reached, verify_record_path, with_advice)
+    as_user_argv, choose_backup, iso, manifest_path, parse_info, parse_time, parse_verify, pg_time, pgbackrest_argv,
+    record_covers, recovery_reached, verify_record_path, with_advice)
 
 
 def load_state(path):
@@ -342,34 +344,12 @@ class Restorer:
         return res
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["present", "verified", "absent"], default="present"),
-            stanza=dict(type="str", required=True),
-            config=dict(type="path", default="/etc/pgbackrest/pgbackrest.conf"),
-            os_user=dict(type="str", default="postgres"),
-            pg_bin=dict(type="path", default="/usr/lib/postgresql/15/bin"),
-            data_dir=dict(type="path", required=True),
-            restore_dir=dict(type="path", required=True),
-            state_file=dict(type="path", required=True),
-            port=dict(type="int", required=True),
-            socket_dir=dict(type="path", default="/tmp"),
-            target_time=dict(type="str", default=""),
-            set=dict(type="str", default=""),
-            verify_repository=dict(type="bool", default=True),
-            verify_record_dir=dict(type="path", default=""),
-            process_max=dict(type="int", default=2),
-            server_options=dict(type="dict", default={}),
-            timeout=dict(type="int", default=3600),
-            verified_by=dict(type="dict", default={}),
-            db_user=dict(type="str", default="postgres"),
-        ),
-        supports_check_mode=True,
-    )
+def run(module, out):
+    """Restore (or record, or remove) as module.params say. out is the result, also reported on failure; an early
+    end is a return, a failure a PgBackRestError, which run_module reports with fail_json."""
     p = module.params
     r = Restorer(module)
-    out = {"changed": False, "port": p["port"], "seconds": r.seconds}
+    out.update(port=p["port"], seconds=r.seconds)
     try:
         live = os.path.realpath(p["data_dir"])
         new = os.path.realpath(p["restore_dir"])
@@ -391,7 +371,7 @@ def main():
                     r.remove()
             if state.get("status") != "switched" and os.path.exists(p["state_file"]) and not module.check_mode:
                 os.unlink(p["state_file"])
-            module.exit_json(**out)
+            return
 
         if p["state"] == "verified":
             if state.get("status") not in ("ready", "verified") or not r.running():
@@ -403,7 +383,7 @@ def main():
                 state.update(status="verified", verified_by=p["verified_by"], verified_at=iso(parse_time(time.time())))
                 save_state(p["state_file"], state)
                 out["changed"] = True
-            module.exit_json(**out)
+            return
 
         info = r.info()
         backup = choose_backup(info["backups"], target or None, p["set"])
@@ -411,15 +391,15 @@ def main():
         same = state.get("backup", {}).get("label") == backup["label"] and state.get("target_time") == target
         if same and state.get("status") == "switched":
             out["status"] = "switched"
-            module.exit_json(**out)
+            return
         if same and state.get("status") in ("ready", "verified") and r.running():
             out["status"] = state["status"]
             out.update(r.facts(target, backup))
-            module.exit_json(**out)
+            return
         out["changed"] = True
         if module.check_mode:
             out["status"] = "would restore"
-            module.exit_json(**out)
+            return
 
         recorded, why = False, ""
         if p["verify_repository"] and p["verify_record_dir"]:
@@ -467,9 +447,36 @@ def main():
         save_state(p["state_file"], {"status": "ready", "backup": out["backup"], "target_time": target,
                                      "restore_dir": p["restore_dir"], "port": p["port"],
                                      "replayed_to": out.get("replayed_to"), "timeline": out.get("timeline")})
-    except (PgBackRestError, ValueError) as exc:
-        module.fail_json(msg=str(exc), **out)
-    module.exit_json(**out)
+    except ValueError as exc:  # a time that does not parse, an unexpected answer of the restored cluster
+        raise PgBackRestError(str(exc)) from exc
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["present", "verified", "absent"], default="present"),
+            stanza=dict(type="str", required=True),
+            config=dict(type="path", default="/etc/pgbackrest/pgbackrest.conf"),
+            os_user=dict(type="str", default="postgres"),
+            pg_bin=dict(type="path", default="/usr/lib/postgresql/15/bin"),
+            data_dir=dict(type="path", required=True),
+            restore_dir=dict(type="path", required=True),
+            state_file=dict(type="path", required=True),
+            port=dict(type="int", required=True),
+            socket_dir=dict(type="path", default="/tmp"),
+            target_time=dict(type="str", default=""),
+            set=dict(type="str", default=""),
+            verify_repository=dict(type="bool", default=True),
+            verify_record_dir=dict(type="path", default=""),
+            process_max=dict(type="int", default=2),
+            server_options=dict(type="dict", default={}),
+            timeout=dict(type="int", default=3600),
+            verified_by=dict(type="dict", default={}),
+            db_user=dict(type="str", default="postgres"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, run, result={"changed": False})
 
 
 if __name__ == "__main__":
