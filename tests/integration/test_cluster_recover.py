@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from runbook_checks import forget_run, run_state, slack_messages
+from runbook_checks import forget_run, run_state, seed_run, slack_messages, state_path
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "ag-botkit-cr"
@@ -233,6 +233,87 @@ def test_rebuild_never_starts_without_confirmation_or_when_the_backup_failed(tf_
     assert proc.returncode != 0 and "did not verify" in out and "was NOT destroyed" in out, _out(proc)
     assert [e for e in since(lab, t0) if e.get("cluster") == CR] == []   # no delete, no create
     assert _cr_cluster(lab)["createdAt"] == before["createdAt"]
+
+
+# The runbook gate before the rebuild (roles/runbook gate, docs/runbook.md): whatever tags a tired engineer gives, with
+# the confirmation given too, nothing is rebuilt unless this run's own diagnosis asks for it. Each run stops at the gate
+# (a few seconds); the cluster is healthy, so the diagnosis asks for nothing. Placed between the two rebuild tests,
+# which share tf_cluster: the cluster would be destroyed if the gate let a run through.
+REBUILD_GATE = "the rebuild was not done: this run ({}) has no passing diagnose step recorded"
+TAGS_NEVER_OPEN = "tags alone never open this gate"
+
+
+def _backups(lab) -> list[str]:
+    """The rebuild's first act: the namespace backup in S3 (s3://ag-botkit-backups/kubernetes/k8s-backup-*.yaml)."""
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=lab["env"]["AWS_URL"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="ag-botkit-backups", Prefix="kubernetes/")
+                  .get("Contents", []))
+
+
+def _nothing_rebuilt(lab, t0: float, created_before, backups_before) -> None:
+    assert [e for e in since(lab, t0) if e.get("cluster") == CR] == []   # no cluster delete or create
+    assert _cr_cluster(lab)["createdAt"] == created_before
+    assert _backups(lab) == backups_before                                # not even the backup began
+
+
+@pytest.mark.parametrize("tags", [["--tags", "rebuild"], ["--skip-tags", "diagnose"],
+                                  ["--tags", "rebuild", "--skip-tags", "always"]],
+                         ids=["tags-rebuild", "skip-diagnose", "tags-rebuild-skip-always"])
+def test_rebuild_gate_refuses_tags_that_jump_to_the_rebuild(tf_cluster, run_playbook, lab, tags):
+    forget_run(lab, f"cluster_recover-{CR}")
+    created, backups, t0 = _cr_cluster(lab)["createdAt"], _backups(lab), time.time()
+    proc = run_playbook("playbooks/cluster_recover.yml", *tags,
+                        extra_vars={**tf_cluster, "eks_recover_confirm_rebuild": CR})
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0, _out(proc)
+    # --skip-tags always skips the declaration (no run, so "?") and the rescue, never the gate
+    incident = run_state(lab, f"cluster_recover-{CR}")["incident_id"] if "always" not in tags else "?"
+    assert REBUILD_GATE.format(incident) in out and TAGS_NEVER_OPEN in out, _out(proc)
+    reason = "level none (healthy)" if tags == ["--tags", "rebuild"] else "not diagnosed in this run"
+    assert f"results not ok: diagnosis of {CR} asks for a rebuild: {reason}" in out
+    _nothing_rebuilt(lab, t0, created, backups)
+
+
+def test_rebuild_gate_accepts_no_diagnosis_recorded_by_another_run_or_cluster(tf_cluster, run_playbook, lab):
+    """The run state records that a diagnose step was done, never what it found: a previous run's record (this
+    cluster's failed run, which a re-run resumes) or another cluster's (its own state file) never opens the gate."""
+    other = f"cluster_recover-{CLUSTER}"
+    saved = state_path(lab, other).read_text() if state_path(lab, other).exists() else None
+    now = time.time()
+    try:
+        # another cluster's failed run that diagnosed and recovered; this cluster has no run yet
+        seed_run(lab, other, "INC-CR-OTHER-CLUSTER", ["diagnose", "recovery"], now)
+        forget_run(lab, f"cluster_recover-{CR}")
+        created, backups, t0 = _cr_cluster(lab)["createdAt"], _backups(lab), time.time()
+        proc = run_playbook("playbooks/cluster_recover.yml", "--tags", "rebuild", "--skip-tags", "diagnose",
+                            extra_vars={**tf_cluster, "eks_recover_confirm_rebuild": CR})
+        out = " ".join((proc.stdout + proc.stderr).split())
+        assert proc.returncode != 0, _out(proc)
+        mine = run_state(lab, f"cluster_recover-{CR}")["incident_id"]
+        assert mine != "INC-CR-OTHER-CLUSTER" and REBUILD_GATE.format(mine) in out, _out(proc)
+        assert "(steps done: none;" in out
+        _nothing_rebuilt(lab, t0, created, backups)
+
+        # this cluster's previous run diagnosed (a rebuild, say) and failed: the re-run resumes it, yet without its
+        # own diagnosis the gate refuses
+        seed_run(lab, f"cluster_recover-{CR}", "INC-CR-PREVIOUS-RUN", ["diagnose", "recovery"], now)
+        t0 = time.time()
+        proc = run_playbook("playbooks/cluster_recover.yml", "--tags", "rebuild", "--skip-tags", "diagnose",
+                            extra_vars={**tf_cluster, "eks_recover_confirm_rebuild": CR})
+        out = " ".join((proc.stdout + proc.stderr).split())
+        assert proc.returncode != 0, _out(proc)
+        assert "Resuming INC-CR-PREVIOUS-RUN" in out
+        assert REBUILD_GATE.format("INC-CR-PREVIOUS-RUN") in out and "(steps done: diagnose, recovery;" in out, \
+            _out(proc)
+        assert "asks for a rebuild: not diagnosed in this run" in out
+        _nothing_rebuilt(lab, t0, created, backups)
+    finally:
+        forget_run(lab, f"cluster_recover-{CR}")
+        if saved is None:
+            forget_run(lab, other)
+        else:
+            state_path(lab, other).write_text(saved)
 
 
 def test_rebuild_recovers_a_failed_control_plane(tf_cluster, run_playbook, fault, lab, k8s):

@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from runbook_checks import run_state, seed_run, state_path
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = "playbooks/security_breach.yml"
@@ -169,13 +170,21 @@ def run(run_playbook, incident: str, *args: str, **extra):
 
 # ------------------------------------------------------------------------------------------------ the runs
 @pytest.fixture(scope="module")
-def breach(lab, lab_env, run_playbook):
+def breach_lab(lab, lab_env):
+    """The breach's own namespace, role, secret and nodes (dev/lab/breach_lab.py), once per module; removed after."""
     py = str(ROOT / ".venv/bin/python")
     setup = subprocess.run([py, "dev/lab/breach_lab.py", "setup"], cwd=ROOT, env=lab_env, capture_output=True,
                            text=True, check=False, timeout=180)
     assert setup.returncode == 0, setup.stderr
+    yield Lab(lab)
+    subprocess.run([py, "dev/lab/breach_lab.py", "teardown"], cwd=ROOT, env=lab_env, capture_output=True, text=True,
+                   check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def breach(breach_lab, lab, run_playbook):
     original = json.loads((Path(lab["lab_dir"]) / "breach.json").read_text())["password"]
-    h = Lab(lab)
+    h = breach_lab
     out = {"lab": h, "original": original, "kill_token": h.secret_values()["breach-db"]["KILL_SWITCH_TOKEN"],
            "other": h.secret_values()["breach-other"]["UNRELATED"], "runs": {}}
 
@@ -229,9 +238,7 @@ def breach(lab, lab_env, run_playbook):
     out["pods_before_resume"] = h.pods()
     out["runs"]["resume"] = run(run_playbook, INC2)
     out["pods_after_resume"] = h.pods()
-    yield out
-    subprocess.run([py, "dev/lab/breach_lab.py", "teardown"], cwd=ROOT, env=lab_env, capture_output=True, text=True,
-                   check=False, timeout=120)
+    return out
 
 
 def _ok(res):
@@ -545,3 +552,76 @@ def test_manual_gate_stops_in_contain_and_the_rerun_resumes_without_repeating_do
     assert resumed["completed"] == ["immediate", "evidence", "isolate", "contain", "investigate", "validate"]
     assert [p["step"] for p in resumed["phases"]] == resumed["completed"]
     assert resumed["phases"][:3] == state["phases"]
+
+
+# ------------------------------------------------------------------------------------------------ runbook: the gate
+# Isolation and rotation pass roles/runbook `gate` on this run's evidence (playbooks/vars/security_breach.yml,
+# security_breach_evidence_gate). Whatever tags a tired engineer gives (the exchange confirmation given too), a run
+# without this run's preserved evidence stops at the gate and changes nothing. Each run stops there within seconds;
+# only breach_lab is needed (last in the module, so the module's set-up is shared).
+GATE_REFUSED = "{} was not done: this run ({}) has no passing evidence step recorded"
+TAGS_NEVER_OPEN = "tags alone never open this gate"
+UNCHANGED = ("sm", "role", "secrets", "deployments", "netpol", "sgs", "asg", "evidence")
+
+
+def _gate_run(run_playbook, incident: str | None, *tags: str):
+    extra = {"secret_rotation_exchange_confirmed_by": "lab tester", "dr_incident_enabled": False}
+    res = run_playbook(PLAYBOOK, *tags, extra_vars={**extra, "incident_id": incident} if incident else extra)
+    return res, " ".join((res.stdout + res.stderr).split())
+
+
+@pytest.mark.parametrize(("tags", "action"), [
+    (["--tags", "contain"], "Credential rotation"),
+    (["--tags", "isolate,contain"], "Isolation"),
+    (["--skip-tags", "evidence"], "Isolation"),
+    (["--tags", "contain", "--skip-tags", "always"], "Credential rotation"),
+], ids=["tags-contain", "tags-isolate-contain", "skip-evidence", "tags-contain-skip-always"])
+def test_evidence_gate_refuses_tags_that_skip_the_evidence(breach_lab, run_playbook, tags, action):
+    h = breach_lab
+    incident = f"INC-LAB-BREACH-{RUN}-GATE-{'-'.join(tags).replace(',', '-').replace('--', '')}"
+    before = h.state()
+    res, out = _gate_run(run_playbook, incident, *tags)
+    assert res.returncode != 0, out[-3000:]
+    # --skip-tags always skips the declaration (so no run: "?") and the rescue, never the gate
+    shown = "?" if "always" in tags else incident
+    assert GATE_REFUSED.format(action, shown) in out and TAGS_NEVER_OPEN in out, out[-3000:]
+    assert "(forensics_result): not preserved" in out
+    after = h.state()
+    for key in UNCHANGED:   # nothing isolated, nothing rotated, no evidence written (the kill switch may be halted)
+        assert after[key] == before[key], key
+    assert h.evidence_keys(incident) == []
+
+
+def test_evidence_gate_accepts_no_record_of_another_incident_or_run(breach_lab, run_playbook, lab):
+    """The run state records that an evidence step was done, never the evidence: a previous run of incident A that
+    preserved its evidence and stopped in contain (as test_manual_gate_... leaves it) opens the gate neither for
+    incident B, nor for A's run resumed by name or by default with --tags contain."""
+    h, path = breach_lab, state_path(lab, "security_breach")
+    saved = path.read_text() if path.exists() else None
+    prior = f"INC-LAB-BREACH-{RUN}-PRIOR"
+    try:
+        seed_run(lab, "security_breach", prior, ["immediate", "evidence", "isolate"], time.time(), mode="respond")
+        before = h.state()
+
+        res, out = _gate_run(run_playbook, f"INC-LAB-BREACH-{RUN}-OTHER", "--tags", "contain")   # another incident
+        assert res.returncode != 0
+        assert GATE_REFUSED.format("Credential rotation", f"INC-LAB-BREACH-{RUN}-OTHER") in out, out[-3000:]
+        assert "(steps done: none;" in out
+        assert run_state(lab, "security_breach")["incident_id"] == f"INC-LAB-BREACH-{RUN}-OTHER"
+
+        for incident in (prior, None):   # A's own run resumed: by its id (continue the incident), and by default
+            seed_run(lab, "security_breach", prior, ["immediate", "evidence", "isolate"], time.time(), mode="respond")
+            res, out = _gate_run(run_playbook, incident, "--tags", "contain")
+            assert res.returncode != 0
+            assert f"Resuming {prior}" in out, out[-3000:]
+            assert GATE_REFUSED.format("Credential rotation", prior) in out, out[-3000:]
+            assert "(steps done: immediate, evidence, isolate;" in out
+            assert f"evidence of {prior} preserved and read back in this run (forensics_result): not preserved" in out
+        after = h.state()
+        for key in UNCHANGED:
+            assert after[key] == before[key], key
+    finally:
+        if saved is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(saved)
