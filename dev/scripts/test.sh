@@ -4,10 +4,10 @@
 #   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
 #           galaxy-importer on the built artifact, the EE build context, unit tests
 #           (tests/unit and the lab's own tests/lab/unit)                             (no lab)
-#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path (LANE_A*)
-#   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C
-#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4 and readiness (LANE_C*)
-#   lab-d   lab D (LAB_DIR=.lab-d, every port + 6200): plan §1, the region failover tests (LANE_D*)
+#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path, AWX, incident (LANE_A*)
+#   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C, e.g. plan §1's tests
+#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4, readiness (LANE_C*)
+# Three labs, not four: on 2 cores a fourth lab made the run slower, not faster (README, Tests).
 #
 # Integration tests share one lab per lane (faults are per lab), so separate labs let the
 # suites that mostly wait on services overlap. Balance the lanes by the pytest durations each run prints
@@ -25,16 +25,15 @@ mkdir -p artifacts/lanes
 rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
-LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py"
-LANE_A_MOLECULE="db_restore pitr"
+LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py test_awx_jobs.py
+        test_incident.py test_kill_switch_playbook.py test_backup_terraform.py"
+LANE_A_MOLECULE="db_restore pitr security_breach"
 LANE_C="test_cluster_recover.py test_security_breach.py test_lab_k8s.py test_lab_k8s_pods.py test_readiness.py"
-LANE_C_MOLECULE="cluster_recover"
-LANE_D="test_region_failover.py"
-LANE_D_MOLECULE=""
+LANE_C_MOLECULE="cluster_recover region_failover"
 # Scenarios that are not run, each with its reason (printed by every run). Empty: every scenario runs in a lane.
 declare -A MOLECULE_NOT_RUN=(
 )
-LANES=${TEST_LANES:-static lab-a lab-b lab-c lab-d}
+LANES=${TEST_LANES:-static lab-a lab-b lab-c}
 
 stamp() { printf '[test %s +%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T0)) "$*"; }
 
@@ -70,7 +69,6 @@ lab_env() {
     lab-a) return 0 ;;
     lab-b) export LAB_DIR=$ROOT/.lab-b; off=6000 ;;  # B and C above the ephemeral range (32768-60999)
     lab-c) export LAB_DIR=$ROOT/.lab-c; off=6100 ;;
-    lab-d) export LAB_DIR=$ROOT/.lab-d; off=6200 ;;
   esac
   for pair in LAB_PG_PORT:55432 LAB_AWS_PORT:55000 LAB_AWS_TLS_PORT:55443 LAB_K8S_PORT:56443 LAB_MINIBOT_PORT:59091 \
               LAB_RTDS_PORT:58765 LAB_SINK_PORT:58080 LAB_SMTP_PORT:58025; do
@@ -122,8 +120,7 @@ lane() {
     case $name in
       lab-a) in_lane "$LANE_A" "$base" && files+="$f " ;;
       lab-c) in_lane "$LANE_C" "$base" && files+="$f " ;;
-      lab-d) in_lane "$LANE_D" "$base" && files+="$f " ;;
-      lab-b) in_lane "$LANE_A $LANE_C $LANE_D" "$base" || files+="$f " ;;
+      lab-b) in_lane "$LANE_A $LANE_C" "$base" || files+="$f " ;;
     esac
   done
   for s in extensions/molecule/*/molecule.yml; do
@@ -135,8 +132,7 @@ lane() {
     case $name in
       lab-a) in_lane "$LANE_A_MOLECULE" "$base" && mol+="$base " ;;
       lab-c) in_lane "$LANE_C_MOLECULE" "$base" && mol+="$base " ;;
-      lab-d) in_lane "$LANE_D_MOLECULE" "$base" && mol+="$base " ;;
-      lab-b) in_lane "$LANE_A_MOLECULE $LANE_C_MOLECULE $LANE_D_MOLECULE" "$base" || mol+="$base " ;;
+      lab-b) in_lane "$LANE_A_MOLECULE $LANE_C_MOLECULE" "$base" || mol+="$base " ;;
     esac
   done
   lane_lab "$name" "$mol" "$files"
@@ -151,13 +147,13 @@ fi
 # labs that this run starts are stopped at the end; a lab that was already up is left alone
 declare -A was_up=()
 cleanup() {
-  for name in lab-a lab-b lab-c lab-d; do
+  for name in lab-a lab-b lab-c; do
     [[ ${was_up[$name]:-1} == 0 ]] || continue
     ( lab_env "$name"; "$V/python" dev/lab/labctl.py down >/dev/null 2>&1 )
   done
 }
 trap cleanup EXIT
-for name in lab-a lab-b lab-c lab-d; do
+for name in lab-a lab-b lab-c; do
   [[ " $LANES " == *" $name "* ]] || continue
   if ( lab_env "$name"; "$V/python" dev/lab/labctl.py status >/dev/null 2>&1 ); then
     was_up[$name]=1
