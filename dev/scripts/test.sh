@@ -4,9 +4,9 @@
 #   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
 #           galaxy-importer on the built artifact, the EE build context, unit tests
 #           (tests/unit and the lab's own tests/lab/unit)                             (no lab)
-#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path, AWX, incident (LANE_A*)
+#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path, incident, kill switch (LANE_A*)
 #   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C, e.g. plan §1's tests
-#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4, readiness (LANE_C*)
+#   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4, readiness, AWX (LANE_C*)
 # Three labs, not four: on 2 cores a fourth lab made the run slower, not faster (README, Tests).
 #
 # Integration tests share one lab per lane (faults are per lab), so separate labs let the
@@ -168,9 +168,9 @@ done
 # machine_ticks: jiffies of the whole machine since boot, "busy total" (every process: the labs' services too)
 machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 read -r BUSY0 TOTAL0 < <(machine_ticks)
-# lab A runs on what the environment says; B, C and D add their offset to it: say so when it is not the default
+# lab A runs on what the environment says; B and C add their offset to it: say so when it is not the default
 inherited=$(env | grep -E '^LAB_(DIR|[A-Z_]+_PORT)=' | sort | tr '\n' ' ')
-[[ -z $inherited ]] || stamp "lab settings from the environment (lab A uses them, B-D add their offset): $inherited"
+[[ -z $inherited ]] || stamp "lab settings from the environment (lab A uses them, B and C add their offset): $inherited"
 stamp "lanes: $LANES (logs in artifacts/lanes/); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A pid=()
 for name in $LANES; do
