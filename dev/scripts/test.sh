@@ -168,8 +168,14 @@ done
 # machine_ticks: jiffies of the whole machine since boot, "busy total" (every process: the labs' services too)
 machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 read -r BUSY0 TOTAL0 < <(machine_ticks)
+# The labs' pace (README, Tests): three labs idle between tests cost CPU the tests need. The bot writes an order every
+# 0.3 s (lab default 0.1), the Kubernetes emulator's controllers run after every change and else every second (lab
+# default 0.25 s), its kubelet probes every second (0.5 s). Measured on one idle lab: 0.06 -> 0.03 cores.
+export LAB_MINIBOT_TICK=${LAB_MINIBOT_TICK:-0.3} LAB_K8S_RECONCILE_SECONDS=${LAB_K8S_RECONCILE_SECONDS:-1} \
+       LAB_K8S_PROBE_SECONDS=${LAB_K8S_PROBE_SECONDS:-1}
+stamp "labs' pace: bot tick ${LAB_MINIBOT_TICK} s, emulator controllers ${LAB_K8S_RECONCILE_SECONDS} s, probes ${LAB_K8S_PROBE_SECONDS} s"
 # lab A runs on what the environment says; B and C add their offset to it: say so when it is not the default
-inherited=$(env | grep -E '^LAB_(DIR|[A-Z_]+_PORT)=' | sort | tr '\n' ' ')
+inherited=$(env | grep -E '^LAB_(DIR|[A-Z0-9_]+_PORT)=' | sort | tr '\n' ' ')
 [[ -z $inherited ]] || stamp "lab settings from the environment (lab A uses them, B and C add their offset): $inherited"
 stamp "lanes: $LANES (logs in artifacts/lanes/); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A pid=()

@@ -40,6 +40,9 @@ SEED_FILE = Path(__file__).resolve().parents[1] / "k8s_seed.yaml"
 EXEC_TIMEOUT = 120
 CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 HEALTH_PATHS = {"readyz", "healthz", "livez"}
+# seconds between two controller passes when no request changed anything (a change wakes them at once); make test
+# sets LAB_K8S_RECONCILE_SECONDS to spend less CPU on three idle labs (README, Tests)
+RECONCILE = float(os.environ.get("LAB_K8S_RECONCILE_SECONDS") or 0.25)
 
 log = setup_logging("k8s")
 
@@ -110,6 +113,7 @@ class Emulator:
         self.clusters: dict[str, Cluster] = {}
         self.procs: set[asyncio.subprocess.Process] = set()
         self.stopping = asyncio.Event()
+        self.changed = asyncio.Event()  # set by every request that may change an object: wakes the controllers
         self.kubelet = Kubelet(lab_dir)
         self.proxy_session: Any = None
 
@@ -178,8 +182,10 @@ class Emulator:
                     c.reconcile()
                 except Exception:
                     log.exception("controller pass failed in %s", c.name)
+            # the next pass: right after a request that changed something, else after RECONCILE seconds
+            self.changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), 0.25)
+                await asyncio.wait_for(self.changed.wait(), RECONCILE)  # stopping sets it too
 
     # ------------------------------------------------------------------ dispatch
 
@@ -195,6 +201,8 @@ class Emulator:
         except Exception as e:
             log.exception("%s %s failed", request.method, request.path_qs)
             resp = web.json_response(ApiError(500, "InternalError", f"emulator error: {e!r}").status(), status=500)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            self.changed.set()
         if not resp.prepared:
             resp.headers.setdefault("Cache-Control", "no-cache, private")
         if request.path.rsplit("/", 1)[-1] not in HEALTH_PATHS:
@@ -692,6 +700,7 @@ class Emulator:
 
     async def shutdown(self) -> None:
         self.stopping.set()
+        self.changed.set()  # wakes the controllers' loop, which then sees stopping
         self.kubelet.stop_all()
         if self.proxy_session is not None:
             await self.proxy_session.close()

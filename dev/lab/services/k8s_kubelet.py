@@ -39,11 +39,13 @@ KNOWN_IMAGES = {
     "ghcr.io/ag-botkit/rtds-client": "rtds_client.py",
 }
 RUN_ANNOTATION = "lab.agbotkit.dr/run"  # "false" on a pod template: never run it (the seed's minibot)
-PROBE_PERIOD = 0.5          # seconds between two readiness probes (periodSeconds is not honoured)
+# seconds between two readiness probes (periodSeconds is not honoured); make test sets LAB_K8S_PROBE_SECONDS
+PROBE_PERIOD = float(os.environ.get("LAB_K8S_PROBE_SECONDS") or 0.5)
 LIVENESS_SPEEDUP = 5        # liveness probes run every periodSeconds / 5 (at least PROBE_PERIOD): 2 s by default
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 10.0)  # seconds before restarting a container that exited, by restart count
 STOP_GRACE = 3.0            # SIGTERM, then SIGKILL after this many seconds
-BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "LAB_LOG_LEVEL")
+# LAB_MINIBOT_TICK: a pod's bot writes at the lab's pace
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "LAB_LOG_LEVEL", "LAB_MINIBOT_TICK")
 
 log = logging.getLogger("k8s")
 

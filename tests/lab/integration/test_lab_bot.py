@@ -216,6 +216,16 @@ def ks_state(botlab) -> dict:
     return r.json()
 
 
+# the bot writes an order every LAB_MINIBOT_TICK seconds (0.1 by default; make test slows it): a trading bot writes
+# at least 40 % of that over a window
+TICK = float(os.environ.get("LAB_MINIBOT_TICK") or 0.1)
+
+
+def writes(seconds: float) -> int:
+    """The fewest orders a trading bot writes in `seconds` (4 a second at the lab's default pace)."""
+    return max(1, int(0.4 * seconds / TICK))
+
+
 def growth(botlab, seconds: float = 1.0) -> int:
     c0 = order_count(botlab)
     time.sleep(seconds)
@@ -308,7 +318,7 @@ def test_health(botlab):
 
 
 def test_kill_switch_stops_and_reset_restarts_writes(botlab, trading):
-    assert growth(botlab, 1.0) >= 4, "minibot does not write while trading"
+    assert growth(botlab, max(1.0, 5 * TICK)) >= writes(max(1.0, 5 * TICK)), "minibot does not write while trading"
     r = ks(botlab, "trigger", json={"reason": "test halt"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -322,7 +332,7 @@ def test_kill_switch_stops_and_reset_restarts_writes(botlab, trading):
     assert saved["state"] == "halted"
     r = ks(botlab, "reset")
     assert r.status_code == 200 and r.json()["state"] == "trading"
-    assert growth(botlab, 1.0) >= 4
+    assert growth(botlab, max(1.0, 5 * TICK)) >= writes(max(1.0, 5 * TICK))
 
 
 def test_wrong_or_missing_token_is_401_and_changes_nothing(botlab, trading):
@@ -334,7 +344,7 @@ def test_wrong_or_missing_token_is_401_and_changes_nothing(botlab, trading):
                       headers={"Authorization": f"Basic {botlab['secrets']['kill_switch_token']}"})
     assert r.status_code == 401
     assert ks_state(botlab)["state"] == "trading"
-    assert growth(botlab, 0.5) >= 2
+    assert growth(botlab, max(0.5, 5 * TICK)) >= writes(max(0.5, 5 * TICK))
     assert ks(botlab, "trigger").status_code == 200
     assert ks(botlab, "reset", token="nope").status_code == 401
     assert ks_state(botlab)["state"] == "halted"
@@ -384,7 +394,8 @@ def test_fault_ignore_trigger_only_the_database_tells(botlab, trading, bfault):
     r = ks(botlab, "trigger", json={"reason": "ignored"})
     assert r.status_code == 200 and r.json()["state"] == "halted"
     assert ks_state(botlab)["state"] == "halted"
-    assert growth(botlab, 1.0) >= 4, "writes should continue under minibot.ignore_trigger"
+    assert growth(botlab, max(1.0, 5 * TICK)) >= writes(max(1.0, 5 * TICK)), \
+        "writes should continue under minibot.ignore_trigger"
     bfault.off("minibot.ignore_trigger")
     time.sleep(0.3)
     assert growth(botlab, 1.0) == 0
