@@ -176,7 +176,7 @@ class ActionModule(ActionBase):
     def _notify(self, result, args, incident, status, settings, severities, timeout, validate_certs, secrets):
         text, subject = inc.compose(incident, status, args.get("message") or "", secrets)
         channels = inc.select_channels(args.get("channels") or [], incident, settings)
-        result.update(changed=False, channels=channels, text=text, subject=subject, sent=[], failed=[])
+        result.update(changed=False, channels=channels, text=text, subject=subject, sent=[], not_sent=[])
         if not channels:
             result["msg"] = "No notification channel configured for %s; message not sent: %s" % (
                 incident["incident_id"], text)
@@ -198,13 +198,15 @@ class ActionModule(ActionBase):
                 failure = inc.failure_detail(exc.status, exc.msg, secrets)
                 entry = inc.message_entry(channel, "failed", failure, status, incident, text)
                 warnings.append(inc.warning_text(channel, incident["incident_id"], failure))
-                result["failed"].append({"channel": channel, "detail": failure})
+                result["not_sent"].append({"channel": channel, "detail": failure})
             except Exception as exc:  # noqa: BLE001 - any other error of one channel: warn, the recovery goes on
                 failure = inc.failure_detail(None, "%s: %s" % (type(exc).__name__, exc), secrets)
                 entry = inc.message_entry(channel, "failed", failure, status, incident, text)
                 warnings.append(inc.warning_text(channel, incident["incident_id"], failure))
-                result["failed"].append({"channel": channel, "detail": failure})
+                result["not_sent"].append({"channel": channel, "detail": failure})
             inc.append_line(incident["log_path"], inc.log_line(incident, entry))
+        if "statuspage_incident" in facts:
+            result["statuspage_incident"] = facts.pop("statuspage_incident")
         if warnings:
             # the incident_timeline callback records each as a warning event; Ansible shows them as [WARNING]
             facts["incident_timeline_warning"] = warnings
@@ -213,7 +215,7 @@ class ActionModule(ActionBase):
             result["ansible_facts"] = facts
         result["msg"] = "; ".join(
             ["%s sent (%s)" % (s["channel"], s["detail"]) for s in result["sent"]]
-            + ["%s FAILED (%s)" % (f["channel"], f["detail"]) for f in result["failed"]])
+            + ["%s FAILED (%s)" % (f["channel"], f["detail"]) for f in result["not_sent"]])
         return result
 
     def _send(self, channel, incident, status, text, subject, settings, severities, timeout, validate_certs, facts):
@@ -231,6 +233,6 @@ class ActionModule(ActionBase):
         code, data = http_send(request, inc.ACCEPTED[channel], timeout, validate_certs)
         if channel == "statuspage":
             remembered = inc.remembered_statuspage(incident, data)
-            if remembered is not None:
-                facts["incident_timeline"] = remembered
+            if remembered is not None:  # set_fact by the role: a set_fact fact outranks one an action returns
+                facts["statuspage_incident"] = {"id": remembered["statuspage_incident_id"], "incident": remembered}
         return "HTTP %s" % code

@@ -20,8 +20,8 @@ description:
     V([<severity>] <incident id> <status>)."
   - "Channels: Slack incoming webhook (POST, HTTP 200), PagerDuty Events v2 (POST, C(trigger), or C(resolve) when
     O(status=resolved), HTTP 200, 201 or 202), email over SMTP (as M(community.general.mail) sends it), status page
-    (POST a new incident, HTTP 200 or 201, then PATCH it; the created id is remembered in the C(incident_timeline)
-    fact as C(statuspage_incident_id))."
+    (POST a new incident, HTTP 200 or 201, then PATCH the incident's C(statuspage_incident_id)); the created id is
+    returned in RV(statuspage_incident)."
   - Each channel gets one communication-log entry (C(type=message), C(channel), C(outcome) V(sent) or V(failed),
     C(detail), C(status), C(who), C(message)) in the incident's C(log_path), as M(agbotkit.dr.incident_log) writes it.
   - "A failed channel does not fail the task: its entry says V(failed) with the detail V(HTTP <status>: <reason>)
@@ -155,8 +155,8 @@ sent:
   returned: always
   type: list
   elements: dict
-failed:
-  description: Channels that failed, each with C(channel) and C(detail) (scrubbed).
+not_sent:
+  description: Channels that failed (the task itself does not fail), each with C(channel) and C(detail) (scrubbed).
   returned: always
   type: list
   elements: dict
@@ -165,9 +165,15 @@ would_send:
   returned: check mode
   type: list
   elements: str
+statuspage_incident:
+  description: The status page incident a POST created, as C(id) and C(incident) (the C(incident_timeline) fact with
+    C(statuspage_incident_id)); the role stores it with M(ansible.builtin.set_fact) (a fact an action plugin returns
+    ranks below the C(incident_timeline) that C(set_fact) made at the declaration).
+  returned: when a status page incident was created
+  type: dict
 ansible_facts:
-  description: C(incident_timeline) with C(statuspage_incident_id) when a status page incident was created;
-    C(incident_timeline_warning), one text per failed channel.
-  returned: when a status page incident was created or a channel failed
+  description: C(incident_timeline_warning), one text per failed channel (read by the
+    P(agbotkit.dr.incident_timeline#callback) callback).
+  returned: when a channel failed
   type: dict
 """
