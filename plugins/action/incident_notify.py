@@ -67,12 +67,11 @@ def smtp_send(email, subject, body, timeout):
     host, port, secure = email["smtp_host"], int(email["smtp_port"]), email["secure"]
     username, password = email.get("username"), email.get("password")
     to = [str(t) for t in email["to"]]
-    smtp, secure_state, code = None, False, 0
+    smtp, secure_state = None, False
     try:
         if secure != "never":
             try:
-                smtp = smtplib.SMTP_SSL(timeout=timeout)
-                code, _ = smtp.connect(host, port)
+                smtp = smtplib.SMTP_SSL(host=host, port=port, timeout=timeout)  # connects; raises unless 220
                 secure_state = True
             except ssl.SSLError as exc:
                 if secure == "always":
@@ -81,10 +80,9 @@ def smtp_send(email, subject, body, timeout):
             except Exception:  # noqa: BLE001, S110 - as community.general.mail: fall back to plain SMTP
                 pass
         if not secure_state:
-            smtp = smtplib.SMTP(timeout=timeout)
-            code, _ = smtp.connect(host, port)
+            smtp = smtplib.SMTP(host=host, port=port, timeout=timeout)
         smtp.ehlo()
-        if int(code) > 0 and not secure_state and secure in ("starttls", "try"):
+        if not secure_state and secure in ("starttls", "try"):
             if smtp.has_extn("STARTTLS"):
                 smtp.starttls()
                 secure_state = True

@@ -100,7 +100,7 @@ def test_failure_detail_and_warning():
 
 def test_log_line_format_and_append(tmp_path):
     i = incident(tmp_path)
-    when = datetime.datetime(2025, 1, 1, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2025, 1, 1, 10, 0, 0, 123456, tzinfo=datetime.UTC)
     line = inc.log_line(i, {"type": "decision", "who": "Ada", "outcome": "recorded"}, when)
     assert list(json.loads(line)) == ["time", "incident_id", "severity", "user", "type", "who", "outcome"]
     assert json.loads(line)["time"] == "2025-01-01T10:00:00.123456Z"
