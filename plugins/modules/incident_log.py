@@ -14,7 +14,7 @@ short_description: Append one entry to an incident's communication log (JSON Lin
 version_added: 0.2.0
 description:
   - The incident role's communication log, one entry per call (declaration, decision, chain of custody, resolution;
-    M(agbotkit.dr.incident_notify) writes the message entries the same way). An action plugin: it runs on the
+    M(agbotkit.dr.incident_notify) writes the message entries the same way). An action plugin, it runs on the
     controller, without a module process.
   - "Each entry is one JSON line appended to the incident's C(log_path): C(time) (UTC with microseconds,
     V(2025-01-01T10:00:00.123456Z)), C(incident_id), C(severity), C(user), then the fields of O(entry) in their order.

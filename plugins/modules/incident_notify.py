@@ -13,7 +13,7 @@ module: incident_notify
 short_description: Send one incident message to Slack, PagerDuty, email and the status page, and log each outcome
 version_added: 0.2.0
 description:
-  - The incident role's C(notify) entry point (and C(resolve)'s final message) in one task. An action plugin: it runs
+  - The incident role's C(notify) entry point (and C(resolve)'s final message) in one task. An action plugin, it runs
     on the controller, without a module process per channel.
   - "The message text is V([<severity>] <incident id> (<status>\\): <message or the incident's summary>), with every
     secret value of the channels replaced by asterisks; the subject (email, status page name) is
@@ -99,7 +99,7 @@ options:
     suboptions:
       api_url: {description: API base URL., type: str, default: "https://api.statuspage.io/v1"}
       page_id: {description: The page., type: str, default: ""}
-      api_key: {description: Secret API key (sent as C(Authorization: OAuth <key>))., type: str, default: ""}
+      api_key: {description: "Secret API key (sent as C(Authorization: OAuth <key>)).", type: str, default: ""}
 attributes:
   action:
     support: full
