@@ -97,6 +97,8 @@ def smtp_send(email, subject, body, timeout):
             except smtplib.SMTPAuthenticationError:
                 raise ChannelFailed("Authentication to %s:%s failed, please check your username and/or password"
                                     % (host, port)) from None
+            except smtplib.SMTPException:
+                raise ChannelFailed("No Suitable authentication method was found on %s:%s" % (host, port)) from None
         sender_phrase, sender_addr = parseaddr(email["sender"])
         msg = MIMEMultipart(_charset="utf-8")
         msg["From"] = formataddr((sender_phrase, sender_addr))
