@@ -19,15 +19,16 @@ description:
     no external resources) and C(postmortem.md) (the plan's post-incident procedures, pre-filled).
   - Computes RTO (declared to resolved) and RPO (incident time minus the newest data point the recovery restored)
     from facts set by the P(agbotkit.dr.incident#role) role and the scenario, and marks them against the objectives.
-  - "Facts read (from the results of C(set_fact)): C(incident_timeline) (a dict set by the incident role:
+  - "Facts read (from the C(ansible_facts) of task results: C(set_fact), and the incident role's action plugins
+    M(agbotkit.dr.incident_notify)): C(incident_timeline) (a dict set by the incident role:
     C(incident_id), C(severity), C(commander), C(incident_time), C(detected_at), C(declared_at),
     C(resolved_at),
     C(notify_deadline), C(report_dir), C(log_path), C(rto_objective), C(rpo_objective));
     C(incident_timeline_recovered_data_time) (set by the scenario: the newest data point it restored, ISO 8601
     or epoch);
     C(incident_timeline_verified) (set by the scenario: list of what was verified, strings or dicts with C(what),
-    C(result), C(detail)); C(incident_timeline_warning) (set by the incident role when a channel fails: shown as a
-    warning and recorded as an event)."
+    C(result), C(detail)); C(incident_timeline_warning) (set by the incident role when a channel fails: one text or a
+    list of texts, one per failed channel; each shown as a warning and recorded as an event)."
   - Never writes a value from a result hidden by C(no_log). Never fails the play; its own errors become warnings.
   - Does not depend on the stdout callback, so it works under ansible-runner and AWX as well.
 requirements:
@@ -224,10 +225,12 @@ class CallbackModule(CallbackBase):
             self._incident.update(incident)
         if tl.FACT_RECOVERED_DATA_TIME in facts:
             self._recovered = facts[tl.FACT_RECOVERED_DATA_TIME]
-        warning = facts.get(tl.FACT_WARNING)
-        if warning:
-            self._warn(str(warning).strip())
-            self._events.append({"time": tl.iso(time.time(), True), "type": "warning", "summary": str(warning).strip()})
+        warnings = facts.get(tl.FACT_WARNING)
+        for warning in warnings if isinstance(warnings, list) else [warnings]:  # one text, or a list of them
+            if warning:
+                self._warn(str(warning).strip())
+                self._events.append({"time": tl.iso(time.time(), True), "type": "warning",
+                                     "summary": str(warning).strip()})
         verified = facts.get(tl.FACT_VERIFIED)
         if isinstance(verified, list):
             self._verified[host] = verified

@@ -323,6 +323,17 @@ def test_each_channel_recorded_by_its_sink(ok_run):
         assert "Severity:  P0" in r["body"]
 
 
+def test_a_message_is_one_task_and_a_log_entry_one_task(ok_run):
+    """Issue #14 (CI time): a message to the four channels is one controller-side task (agbotkit.dr.incident_notify),
+    each communication-log entry one agbotkit.dr.incident_log task: no module task per channel or per entry."""
+    actions = [t["action"] for t in ok_run["timeline"]["tasks"]]
+    assert actions.count("agbotkit.dr.incident_notify") == 2  # the drill's message and the final one
+    assert actions.count("agbotkit.dr.incident_log") == 3  # declaration, approval, resolution
+    slow = {"ansible.builtin.uri", "uri", "community.general.mail", "ansible.builtin.lineinfile", "lineinfile"}
+    assert not slow & set(actions), sorted(slow & set(actions))
+    assert len(ok_run["log"]) == 1 + 8 + 1 + 1  # declare, 2 x 4 messages, decision, resolve
+
+
 def _without_channel_credential(channel: str, record: dict) -> dict:
     """The one place a channel's own credential must go: Slack's webhook path, PagerDuty's routing_key."""
     record = json.loads(json.dumps(record))
@@ -361,6 +372,12 @@ def test_a_channel_down_warns_and_the_run_goes_on(drill):
     tl = run["timeline"]
     assert tl["run"]["result"] == "successful" and tl["incident"]["resolved_at"]
     assert any(e["type"] == "warning" and "'slack'" in e["summary"] for e in tl["events"])
+    # one warning event per failed channel and message (incident_notify returns them as a list)
+    assert sorted(e["summary"].split("'")[1] for e in tl["events"] if e["type"] == "warning") == [
+        "email", "email", "slack", "slack"]
+    failed = {e["channel"]: e["detail"] for e in run["log"] if e["type"] == "message" and e["outcome"] == "failed"}
+    assert failed["slack"].startswith("HTTP 503: Status code was 503 and not [200]"), failed
+    assert failed["email"].startswith("Unable to Connect 127.0.0.1:"), failed
     assert "channel slack failed" in (run["folder"] / "postmortem.md").read_text()
 
 
