@@ -17,7 +17,9 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "ag-botkit-backups"
+# a bucket of its own, without default encryption (the lab's backup bucket encrypts every object with the backup
+# key, so there an object written without SSE headers would still look encrypted)
+BUCKET = "agbotkit-test-s3-transfer"
 KMS = "alias/ag-botkit-backups"
 PLAYBOOK = """
 - name: One s3_transfer call
@@ -77,8 +79,13 @@ def transfer(lab, lab_env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def s3(lab):
-    return boto3.client("s3", endpoint_url=lab["env"]["AWS_URL"], region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client("s3", endpoint_url=lab["env"]["AWS_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        client.create_bucket(Bucket=BUCKET)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +115,9 @@ def _keys(s3, prefix) -> list[str]:
 
 def test_upload_is_encrypted_ordered_and_idempotent(transfer, s3, backup):
     prefix = _prefix()
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/plain", Body=b"x")
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=BUCKET, Key=f"{prefix}/plain")
+    s3.delete_object(Bucket=BUCKET, Key=f"{prefix}/plain")
     up = dict(mode="upload", prefix=prefix, src=str(backup), files=FILES, last=LAST, kms_key_id=KMS,
               multipart_threshold_mb=5)
 
