@@ -71,7 +71,8 @@ def upload_order(names, last=()) -> list:
 
 def file_digests(path: str) -> dict:
     """sha256, md5 and size of a local file, read once."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0  # nosec - md5 only to compare with S3 ETags
+    sha, size = hashlib.sha256(), 0
+    md5 = hashlib.md5(usedforsecurity=False)  # only to compare with S3 ETags of objects written by other tools
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):
             sha.update(chunk)

@@ -156,8 +156,9 @@ def test_upload_is_encrypted_ordered_and_idempotent(transfer, s3, backup):
 
 
 def test_a_failed_artifact_leaves_no_manifest(transfer, s3, backup, fault):
-    """The 6 MiB artifact goes in parts; its completion is refused (the lab names an UploadPart "CopyObject"). With the manifest written last (whatever its
-    place in files), the bucket holds artifacts only, and the message names the key."""
+    """The 6 MiB artifact goes in parts and its completion is refused (the lab names an UploadPart "CopyObject", so
+    that is the call a fault can pick). The manifest comes first in files; written last all the same, it is not in
+    the bucket after the failure. The message names the key."""
     prefix = _prefix()
     fault("aws.error", {"service": "s3", "action": "CompleteMultipartUpload", "code": "AccessDenied", "status": 403})
     out = transfer(mode="upload", prefix=prefix, src=str(backup), files=FILES, last=LAST, kms_key_id=KMS,

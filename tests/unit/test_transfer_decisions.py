@@ -93,9 +93,9 @@ def test_same_content_decision():
     assert not same_content(data, {k: v for k, v in stored.items() if k != "ServerSideEncryption"}, "aws:kms")
     assert same_content(data, dict(stored, ServerSideEncryption=None), None)             # downloads do not compare it
     # written by another tool: the single-part ETag is the MD5; a multipart ETag proves nothing
-    other = {"ContentLength": 5, "ServerSideEncryption": "aws:kms", "ETag": '"%s"' % data["md5"]}
+    other = {"ContentLength": 5, "ServerSideEncryption": "aws:kms", "ETag": '"' + data["md5"] + '"'}
     assert same_content(data, other, "aws:kms")
-    assert not same_content(data, dict(other, ETag='"%s-1"' % data["md5"]), "aws:kms")
+    assert not same_content(data, dict(other, ETag='"' + data["md5"] + '-1"'), "aws:kms")
     assert not same_content(_local(b"hellO"), other, "aws:kms")
 
 
