@@ -27,8 +27,8 @@ description:
     kept. Each file is written to a temporary name and renamed into place, so a failed download leaves no partial
     file under the final name."
   - A name that is absolute, contains C(..), a backslash or NUL, or would resolve outside O(src) or O(dest) through a
-    symlink is refused before anything is transferred: a backup's list of keys is untrusted input. The module does
-    not verify the content against a manifest; it returns the sha256 of every local file (RV(files)) and the caller
+    symlink is refused before anything is transferred (a backup's list of keys is untrusted input). The module does
+    not verify the content against a manifest; it returns the sha256 of every local file (RV(sha256)) and the caller
     compares them with the manifest it trusts.
   - Uses one boto3 client for the whole list. Takes the common AWS options of the action group
     C(agbotkit.dr.aws), so C(module_defaults) for C(group/agbotkit.dr.aws) reaches it.
