@@ -10,7 +10,8 @@
 - ``upload_order(names, last)``: the names in the order given, with each name of ``last`` (in that order) moved to
   the end, so a manifest is written only after every artifact it lists;
 - ``same_content(local, remote)``: whether an object already holds a file's content (the sha256 this module stores
-  in the object's metadata, else the size and the MD5 ETag of a single-part upload), and is encrypted as wanted.
+  in the object's metadata, when trusted, else the size and the MD5 ETag of a single-part upload), and is encrypted
+  as wanted.
 """
 
 from __future__ import annotations
@@ -81,11 +82,15 @@ def file_digests(path: str) -> dict:
     return {"sha256": sha.hexdigest(), "md5": md5.hexdigest(), "size": size}
 
 
-def same_content(local: dict, remote: dict | None, encryption: str | None = None) -> bool:
+def same_content(local: dict, remote: dict | None, encryption: str | None = None, trust_metadata: bool = True) -> bool:
     """Whether the object described by remote (a HeadObject answer, or None when absent) holds local's content.
 
     local: file_digests(); encryption: the ServerSideEncryption wanted (an object stored otherwise is written
     again), or None not to compare it (downloads).
+    trust_metadata: compare the sha256 this module stored in the object's metadata (uploads: it is what we wrote).
+    Downloads pass False: metadata is whatever the last writer said, and an object altered in storage may keep it, so
+    a local file is kept only when S3's own single-part ETag (the MD5 S3 computed) matches; otherwise it is
+    downloaded again (under SSE-KMS, AWS's ETag is not an MD5: always downloaded, as amazon.aws.s3_object does).
     """
     if remote is None:
         return False
@@ -94,7 +99,7 @@ def same_content(local: dict, remote: dict | None, encryption: str | None = None
     if encryption and remote.get("ServerSideEncryption") != encryption:
         return False
     stored = (remote.get("Metadata") or {}).get(SHA256_META)
-    if stored:
+    if stored and trust_metadata:
         return stored == local["sha256"]
     etag = (remote.get("ETag") or "").strip('"')
     # a multipart ETag (md5-of-md5s "-N") says nothing without the part size: write again

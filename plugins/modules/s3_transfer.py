@@ -23,9 +23,11 @@ description:
     written by another tool, the MD5 ETag of a single-part upload. C(changed) is true only when something was
     written."
   - "O(mode=download): downloads O(bucket)/O(prefix)/<name> to O(dest)/<name> for every name of O(files), creating
-    folders (mode 0700). A file already there with the object's content (stored sha256, else single-part ETag) is
-    kept. Each file is written to a temporary name and renamed into place, so a failed download leaves no partial
-    file under the final name."
+    folders (mode 0700). A file already there is kept only when S3's own single-part ETag (the MD5 S3 computed) is
+    the file's MD5; the sha256 in the object's metadata is never trusted for this (an object altered in storage may
+    keep it). Under SSE-KMS, AWS's ETag is not an MD5, so every file is downloaded again there. Each file is
+    written to a temporary name and renamed into place, so a failed download leaves no partial file under the final
+    name."
   - A name that is absolute, contains C(..), a backslash or NUL, or would resolve outside O(src) or O(dest) through a
     symlink is refused before anything is transferred (a backup's list of keys is untrusted input). The module does
     not verify the content against a manifest; it returns the sha256 of every local file (RV(sha256)) and the caller
@@ -274,7 +276,7 @@ class Transfer:
                 raise TransferError(f"{self.url(key)} does not exist: the backup is incomplete. Choose another "
                                     "backup", key=key)
             local = file_digests(path) if os.path.isfile(path) else None
-            write = local is None or not same_content(local, remote)
+            write = local is None or not same_content(local, remote, trust_metadata=False)
             if write and not self.module.check_mode:
                 folder = os.path.dirname(path)
                 os.makedirs(folder, mode=0o700, exist_ok=True)

@@ -92,6 +92,11 @@ def test_same_content_decision():
     assert not same_content(data, dict(stored, ServerSideEncryption="AES256"), "aws:kms")  # not encrypted as asked
     assert not same_content(data, {k: v for k, v in stored.items() if k != "ServerSideEncryption"}, "aws:kms")
     assert same_content(data, dict(stored, ServerSideEncryption=None), None)             # downloads do not compare it
+    # downloads never trust the metadata: an object altered in storage may keep it
+    altered = dict(stored, ETag='"' + hashlib.md5(b"hellO").hexdigest() + '"')
+    assert same_content(data, altered, None, trust_metadata=True)
+    assert not same_content(data, altered, None, trust_metadata=False)
+    assert same_content(data, dict(stored, ETag='"' + data["md5"] + '"'), None, trust_metadata=False)
     # written by another tool: the single-part ETag is the MD5; a multipart ETag proves nothing
     other = {"ContentLength": 5, "ServerSideEncryption": "aws:kms", "ETag": '"' + data["md5"] + '"'}
     assert same_content(data, other, "aws:kms")
