@@ -191,6 +191,16 @@ def test_download_writes_every_file_and_refuses_hostile_keys(transfer, s3, backu
         assert got["sha256"][n] == hashlib.sha256(data).hexdigest()
     assert transfer(mode="download", prefix=prefix, dest=str(dest), files=names)["changed"] is False
 
+    # altered in storage (same size) while its metadata still claims the old sha256: downloaded again, and the
+    # sha256 returned is the altered file's, so the restore's comparison with the manifest catches it
+    good = (backup / "dump/toc.dat").read_bytes()
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/dump/toc.dat", Body=good.upper(),
+                  Metadata={"sha256": hashlib.sha256(good).hexdigest()})
+    altered = transfer(mode="download", prefix=prefix, dest=str(dest), files=names)
+    assert altered["transferred"] == ["dump/toc.dat"], altered
+    assert altered["sha256"]["dump/toc.dat"] == hashlib.sha256(good.upper()).hexdigest()
+    assert (dest / "dump/toc.dat").read_bytes() == good.upper()
+
     for hostile in ("../escaped.txt", "/tmp/escaped.txt", "dump/../../escaped.txt"):
         out = transfer(mode="download", prefix=prefix, dest=str(tmp_path / "w2"), files=["dump/toc.dat", hostile])
         assert out.get("failed") is True, (hostile, out)
