@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
 from ansible_collections.agbotkit.dr.plugins.module_utils._backup import (
     backup_id_problem as _backup_id_problem,
@@ -76,7 +77,15 @@ def backup_before(keys, prefix, before=""):
 
 
 def checksum_mismatches(stat_results, artifacts, item_key="__db_restore_item"):
-    """Names of artifacts whose stat sha256 differs from the manifest's (stat loop results in, names out)."""
+    """Names of artifacts whose sha256 differs from the manifest's.
+
+    stat_results: either a dict {name: sha256 of the local file} (s3_transfer's ``sha256`` return), checked for every
+    artifact of the manifest (one missing from it is a mismatch), or stat loop results (their ``item_key`` and
+    ``stat.checksum``).
+    """
+    if isinstance(stat_results, Mapping):
+        return [name for name in sorted(artifacts or {})
+                if not (artifacts[name] or {}).get("sha256") or stat_results.get(name) != artifacts[name]["sha256"]]
     bad = []
     for res in stat_results or []:
         name = res.get(item_key)

@@ -151,3 +151,13 @@ class AwsApiError(AgbotDrError):
 
     def full_message(self) -> str:
         return "%s: %s" % (self.msg, self.exception) if self.exception is not None else self.msg
+
+
+# --- S3 transfers (s3_transfer) -------------------------------------------------------------
+
+class TransferError(AgbotDrError):
+    """A file could not be uploaded to or downloaded from S3; the message names the key and what to do."""
+
+
+class UnsafeNameError(TransferError):
+    """A file name or key that would leave its folder or prefix (absolute, '..', a symlink out): refused."""
