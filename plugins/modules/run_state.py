@@ -3,6 +3,9 @@
 # Copyright: contributors to agbotkit.dr
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
+# Documentation only: the work is done on the controller by the action plugin plugins/action/run_state.py
+# (logic: plugins/plugin_utils/run_state.py).
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -13,6 +16,11 @@ version_added: 0.2.0
 description:
   - "Keeps the resume state of a scenario run in one JSON file, O(path). The P(agbotkit.dr.runbook#role) role calls
     it; scenario playbooks need not."
+  - "An action plugin: it runs on the controller, without a module process, and O(path) is a file on the controller,
+    like the run's reports (which the C(agbotkit.dr.incident_timeline) callback writes there too), whatever host the
+    task runs for. Every C(dr_control) host of the collection's inventories is C(localhost) with a local connection,
+    so the file is where it was when this was a module. A C(~) in O(path) is the home of the user who runs
+    C(ansible-playbook)."
   - "O(state=started) resumes an unfinished run (status V(running) or V(failed)) of the same O(mode), else begins a
     new one with a new declaration time. A completed run, or one of another mode, is never resumed."
   - "O(state=step_done) marks O(step) done, once; a step already done is left as it is. Each step records when it
@@ -58,12 +66,18 @@ options:
     description: What existed before the run (free-form); recorded when the run has none yet.
     type: dict
 attributes:
+  action:
+    support: full
+    description: Runs on the controller as an action plugin.
+  async:
+    support: none
+    description: Not asynchronous.
   check_mode:
     support: full
     description: Computes the state it would write and writes nothing.
   diff_mode:
     support: none
-    description: The module returns no diff.
+    description: Returns no diff.
 seealso:
   - module: agbotkit.dr.approval
 """
@@ -139,51 +153,3 @@ step_marked:
   returned: always
   type: bool
 """
-
-import time  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-from ansible_collections.agbotkit.dr.plugins.module_utils import _run_state as rs  # noqa: E402
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError  # noqa: E402
-from ansible_collections.agbotkit.dr.plugins.module_utils._module import run_module  # noqa: E402
-
-
-def run(params, check_mode, now):
-    path = params["path"]
-    previous = rs.load(path)
-    resumed, marked = False, False
-    if params["state"] == "started":
-        state, resumed = rs.start(previous, params["mode"], now, params.get("resume_incident_id"))
-    elif previous is None:
-        raise AgbotDrError("No run is recorded in %s: start the run (state=started) before %s"
-                           % (path, params["state"]), path=path)
-    elif params["state"] == "step_done":
-        state, marked = rs.step_done(previous, params["step"], now)
-    else:
-        state = rs.finish(previous, params["state"], now)
-    state = rs.remember(state, params.get("incident_id"), params.get("preexisting"))
-    if not check_mode:
-        rs.save(path, state)
-    return {"changed": False, "run_state": state, "resumed": resumed, "step_marked": marked}
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "state": {"type": "str", "default": "started", "choices": ["started", "step_done", "completed", "failed"]},
-            "mode": {"type": "str", "default": "run"},
-            "step": {"type": "str"},
-            "incident_id": {"type": "str"},
-            "resume_incident_id": {"type": "str"},
-            "preexisting": {"type": "dict"},
-        },
-        required_if=[("state", "step_done", ["step"])],
-        supports_check_mode=True,
-    )
-    run_module(module, lambda m, _result: run(m.params, m.check_mode, time.time()))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 """What a scenario run on the runbook mechanism (roles/runbook) leaves behind, read from the lab itself: the run state
-file (module agbotkit.dr.run_state) and the notifications the lab's Slack sink received (dev/lab/services/sinks.py)."""
+file (action agbotkit.dr.run_state) and the notifications the lab's Slack sink received (dev/lab/services/sinks.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-# the product's own writer of run states (module agbotkit.dr.run_state), as Ansible imports it
+# the product's own writer of run states (action agbotkit.dr.run_state, plugins/plugin_utils/run_state.py), as Ansible
+# imports it
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
-_run_state = importlib.import_module("ansible_collections.agbotkit.dr.plugins.module_utils._run_state")
+_run_state = importlib.import_module("ansible_collections.agbotkit.dr.plugins.plugin_utils.run_state")
 
 
 def state_path(lab: dict, name: str) -> Path:

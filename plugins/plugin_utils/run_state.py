@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to agbotkit.dr
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resume state of a scenario run (the runbook mechanism), as pure functions over a dict.
+"""Resume state of a scenario run (the runbook mechanism), as pure functions over a dict, and ``run``: what the
+action plugin agbotkit.dr.run_state does with its validated options (controller side, no module process; issue #14).
 
 A run state is one JSON file per scenario: the incident id, when the run was declared, its mode, the steps done
 (``completed``, in order, each once) with when each was marked done (``phases``), what existed before the run
@@ -16,11 +17,23 @@ import json
 import os
 import tempfile
 
-from ansible_collections.agbotkit.dr.plugins.module_utils._errors import RunStateError
+from ansible_collections.agbotkit.dr.plugins.module_utils._errors import AgbotDrError, RunStateError
 
 RESUMABLE = ("running", "failed")
 STATUSES = ("running", "completed", "failed")
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+# The options of agbotkit.dr.run_state (plugins/modules/run_state.py documents them), validated as AnsibleModule did.
+ARGUMENT_SPEC = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "default": "started", "choices": ["started", "step_done", "completed", "failed"]},
+    "mode": {"type": "str", "default": "run"},
+    "step": {"type": "str"},
+    "incident_id": {"type": "str"},
+    "resume_incident_id": {"type": "str"},
+    "preexisting": {"type": "dict"},
+}
+REQUIRED_IF = [("state", "step_done", ["step"])]
 
 
 def _iso(epoch):
@@ -123,3 +136,27 @@ def save(path, state):
         os.replace(tmp, path)
     except OSError as exc:
         raise RunStateError("Failed to write the run state %s: %s" % (path, exc), path=path) from exc
+
+
+def run(params, check_mode, now):
+    """Do what ``params`` (validated options) ask at time ``now``; the result the task reports.
+
+    Raises an ``AgbotDrError`` (reported as the task's failure) when the file cannot be read, understood or written,
+    or a step is marked before the run started. In check mode the state is computed and nothing is written.
+    """
+    path = params["path"]
+    previous = load(path)
+    resumed, marked = False, False
+    if params["state"] == "started":
+        state, resumed = start(previous, params["mode"], now, params.get("resume_incident_id"))
+    elif previous is None:
+        raise AgbotDrError("No run is recorded in %s: start the run (state=started) before %s"
+                           % (path, params["state"]), path=path)
+    elif params["state"] == "step_done":
+        state, marked = step_done(previous, params["step"], now)
+    else:
+        state = finish(previous, params["state"], now)
+    state = remember(state, params.get("incident_id"), params.get("preexisting"))
+    if not check_mode:
+        save(path, state)
+    return {"changed": False, "run_state": state, "resumed": resumed, "step_marked": marked}
