@@ -116,7 +116,7 @@ kinds:
       api_found: true
       resources: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: minibot, namespace: ag-botkit}}]
 missing:
-  description: The kinds of O(kinds) the API does not serve (C(api_version), C(kind), C(name)); empty when it serves all.
+  description: The kinds of O(kinds) the API does not serve (C(api_version), C(kind), C(name)); empty if none.
   returned: always
   type: list
   elements: dict

@@ -68,7 +68,7 @@ def test_reads_each_kind_as_the_api_lists_it_in_the_order_asked(results, api):
     assert all(k["api_found"] for k in kinds)
     expected = [api(f"/apis/apps/v1/namespaces/{NS}/deployments"), api(f"/api/v1/namespaces/{NS}/configmaps"),
                 api(f"/api/v1/namespaces/{NS}/services"), api("/api/v1/nodes")]
-    for entry, listed in zip(kinds, expected):
+    for entry, listed in zip(kinds[:4], expected, strict=True):
         assert names(entry["resources"]) == names(listed["items"]), entry["kind"]
         assert all(o["kind"] == entry["kind"] for o in entry["resources"])
         if entry["namespaced"]:
