@@ -109,3 +109,36 @@ def test_an_api_that_answers_500_fails_naming_the_api_and_the_kind(results, api)
     res = results["api_error"]
     assert res["failed"] is True and "kinds" not in res
     assert api.server in res["msg"] and "lab injected an API error" in res["msg"], res["msg"]
+
+
+
+def test_a_backup_prints_no_secret_and_fails_naming_a_kind_the_api_does_not_serve(run_playbook, api, tmp_path):
+    """db_backup reads its kinds, Secrets among them, in one call under no_log: nothing of a Secret reaches the
+    output, even with -v; and a failed read still fails the run with the module's message (the task after it)."""
+    import base64
+
+    secrets = api(f"/api/v1/namespaces/{NS}/secrets")["items"]
+    values = [base64.b64decode(v).decode() for s in secrets for v in (s.get("data") or {}).values()]
+    values = [v for v in values if len(v) >= 8]
+    assert values, "the lab's namespace has no Secret value to look for"
+    only_k8s = {"db_backup_database": False, "db_backup_terraform_state": False, "db_backup_upload": False}
+
+    ok = run_playbook("playbooks/backup.yml", "-v", extra_vars={
+        **only_k8s, "db_backup_dir": str(tmp_path / "ok"),
+        "db_backup_k8s_kinds": [{"api_version": "v1", "kind": "Secret"}, {"api_version": "v1", "kind": "ConfigMap"}]})
+    out = ok.stdout + ok.stderr
+    assert ok.returncode == 0, out[-3000:]
+    written = list((tmp_path / "ok").rglob("k8s-backup-*.yaml"))
+    assert len(written) == 1 and "kind: Secret" in written[0].read_text()  # the backup has them, the output not
+    leaked = [v[:4] + "..." for v in values if v in out]
+    assert not leaked, f"Secret values in the output: {leaked}"
+
+    failed = run_playbook("playbooks/backup.yml", extra_vars={
+        **only_k8s, "db_backup_dir": str(tmp_path / "failed"),
+        "db_backup_k8s_kinds": [{"api_version": "v1", "kind": "Secret"},
+                                {"api_version": "example.com/v1", "kind": "Widget"}]})
+    out = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "Stop when the namespace's resources could not be read" in out
+    assert "does not serve example.com/v1 Widget" in out
+    assert not list((tmp_path / "failed").rglob("k8s-backup-*.yaml"))  # nothing written
