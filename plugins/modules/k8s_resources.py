@@ -108,6 +108,26 @@ kinds:
   returned: success
   type: list
   elements: dict
+  contains:
+    api_version:
+      description: The kind's API group and version, as asked.
+      type: str
+    kind:
+      description: The kind, as asked.
+      type: str
+    name:
+      description: The object's name when one was asked for, else null.
+      type: str
+    namespaced:
+      description: Whether the kind is namespaced (read in O(namespace)) or cluster-scoped (read cluster-wide).
+      type: bool
+    api_found:
+      description: Whether the API serves the kind (false only with O(missing_kinds=warn)).
+      type: bool
+    resources:
+      description: The objects, as M(kubernetes.core.k8s_info) returns them; empty when there are none.
+      type: list
+      elements: dict
   sample:
     - api_version: apps/v1
       kind: Deployment
