@@ -161,3 +161,9 @@ class TransferError(AgbotDrError):
 
 class UnsafeNameError(TransferError):
     """A file name or key that would leave its folder or prefix (absolute, '..', a symlink out): refused."""
+
+
+# --- Kubernetes -----------------------------------------------------------------------------
+
+class KubernetesReadError(AgbotDrError):
+    """The Kubernetes API could not be reached or read, or it does not serve a kind asked for."""

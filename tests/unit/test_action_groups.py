@@ -214,3 +214,21 @@ def test_the_roles_put_only_shared_options_in_the_groups_defaults():
         keys = _keys(value, role_vars)
         assert {"login_host", "login_user", "login_password"} <= keys, f"{path}: {sorted(keys)}"
         assert keys <= SHARED, f"{path}: {sorted(keys - SHARED)} is not taken by every member of {GROUP}"
+
+
+# --------------------------------------------------------------------------------------------- group k8s
+
+def test_every_k8s_group_member_of_this_collection_takes_kubernetes_cores_auth_options(monkeypatch):
+    """group/agbotkit.dr.k8s extends kubernetes.core.k8s: a module_defaults entry for it hands kubeconfig, context,
+    host, api_key, ... to this collection's members too, so each must take all of kubernetes.core's auth options."""
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+
+    group = runtime_groups(ROOT / "meta/runtime.yml")["k8s"]
+    assert {"extend_group": ["kubernetes.core.k8s"]} in [e["metadata"] for e in group if isinstance(e, dict)]
+    ours = [e for e in group if isinstance(e, str)]
+    assert "k8s_resources" in ours
+    for name in ours:
+        spec = argument_spec("agbotkit.dr." + name, monkeypatch)
+        missing = sorted(o for o in AUTH_ARG_SPEC if not takes(spec, o))
+        assert not missing, f"agbotkit.dr.{name} is in group k8s but does not take {missing}"
+        assert spec["api_key"].get("no_log") is True
