@@ -218,14 +218,25 @@ class Cluster:
             self.kubelet.remove(self.name, obj["metadata"].get("uid"))
         return obj
 
-    def _items(self, info: ResInfo, ns: str | None = None) -> list[tuple[tuple, dict]]:
+    def _items(self, info: ResInfo, ns: str | None = None, where: Any = None) -> list[tuple[tuple, dict]]:
+        """Copies of the stored objects of `info` (in `ns`), by namespace and name. `where(key, raw)` filters on the
+        stored object before it is copied (the controllers' passes read many objects and keep few)."""
         storage = self.disc.storage_key(info)
         out = []
         for key, obj in self.objects.items():
             if key[0] == storage and not obj.deleted and (ns is None or key[1] == ns):
-                out.append((key, copy.deepcopy(obj.raw)))
+                raw = obj.raw
+                if where is None or where(key, raw):
+                    out.append((key, copy.deepcopy(raw)))
         out.sort(key=lambda kv: (kv[0][1] or "", kv[0][2]))
         return out
+
+    def _peek(self, key: tuple) -> dict | None:
+        """The stored object itself, not a copy: only to read, never to change or hand out."""
+        if key not in self.objects:
+            return None
+        obj = self.objects[key]
+        return None if obj.deleted else obj.raw
 
     # ------------------------------------------------------------------ API operations
 
@@ -529,11 +540,13 @@ class Cluster:
             if not self._owner_uid(obj, "Deployment"):
                 self._reconcile_replicaset(rs_info, key, obj, ready=True)
         if self.kubelet is not None:  # pods created directly; the others were synced by their controller
-            pods = self._items(self.info("", "pods"))
-            for key, pod in pods:
-                if not self._owner_uid(pod) and self.kubelet.manages(pod):
-                    self._sync_pod(key, pod, ready=True)
-            self.kubelet.retain(self.name, {p["metadata"].get("uid") for _, p in pods})
+            pinfo = self.info("", "pods")
+            for key, pod in self._items(pinfo, where=lambda _k, raw: not self._owner_uid(raw) and
+                                        self.kubelet.manages(raw)):
+                self._sync_pod(key, pod, ready=True)
+            storage = self.disc.storage_key(pinfo)
+            self.kubelet.retain(self.name, {obj.raw["metadata"].get("uid") for key, obj in self.objects.items()
+                                            if key[0] == storage and not obj.deleted})
         self._finish_namespaces()
         self.collect_garbage()
 
@@ -591,7 +604,7 @@ class Cluster:
         self._store(key, obj, "MODIFIED")
 
     def _node_ready(self, name: str | None) -> bool:
-        node = self._load(self._key(self.info("", "nodes"), None, name or "")) if name else None
+        node = self._peek(self._key(self.info("", "nodes"), None, name or "")) if name else None
         if node is None:
             return True
         return any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -696,7 +709,9 @@ class Cluster:
         return self._store(key, pod, "MODIFIED")
 
     def _pods_owned_by(self, uid: str) -> list[tuple[tuple, dict]]:
-        return [(k, p) for k, p in self._items(self.info("", "pods")) if self._owner_uid(p) == uid]
+        """Copies of the pods `uid` owns, by namespace and name. Owners are read on the stored objects and only the
+        matches are copied: every controller pass calls this three times per ReplicaSet."""
+        return self._items(self.info("", "pods"), where=lambda _key, raw: self._owner_uid(raw) == uid)
 
     @staticmethod
     def _owner_uid(obj: dict, kind: str | None = None) -> str | None:
@@ -782,12 +797,16 @@ class Cluster:
             rs["spec"]["replicas"] = want
             rs["metadata"]["generation"] = rs["metadata"].get("generation", 1) + 1
             rs = self._store(rs_key, rs, "MODIFIED")
-        for okey, other in self._items(rs_info, ns):
-            if okey != rs_key and self._owner_uid(other) == dep["metadata"]["uid"]:
-                if other["spec"].get("replicas"):
-                    other["spec"]["replicas"] = 0
-                    self._store(okey, other, "MODIFIED")
-                self._reconcile_replicaset(rs_info, okey, self._load(okey), ready=True)
+        dep_uid = dep["metadata"]["uid"]
+
+        def older(okey: tuple, raw: dict) -> bool:  # the deployment's other ReplicaSets
+            return okey != rs_key and self._owner_uid(raw) == dep_uid
+
+        for okey, other in self._items(rs_info, ns, where=older):
+            if other["spec"].get("replicas"):
+                other["spec"]["replicas"] = 0
+                self._store(okey, other, "MODIFIED")
+            self._reconcile_replicaset(rs_info, okey, self._load(okey), ready=True)
         rs_status = self._reconcile_replicaset(rs_info, rs_key, self._load(rs_key), ready=not stuck)
         ts = now_iso()
         available = rs_status["availableReplicas"]
