@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import importlib.resources
 import json
+import pickle
 import random
 import string
 import time
@@ -135,6 +136,15 @@ class Discovery:
 # ============================================================================ cluster
 
 
+def _copy(obj: Any) -> Any:
+    """A deep copy of a stored object (JSON data: dicts, lists, strings, numbers). Through pickle, about twice as fast
+    as copy.deepcopy here, and the controllers copy every object they touch on every pass."""
+    try:
+        return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - bytes made on the line
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(obj)
+
+
 def _rand(n: int = 5) -> str:
     return "".join(random.choices(string.ascii_lowercase + string.digits, k=n))
 
@@ -186,24 +196,24 @@ class Cluster:
         if key not in self.objects:
             return None
         obj = self.objects[key]
-        return None if obj.deleted else copy.deepcopy(obj.raw)
+        return None if obj.deleted else _copy(obj.raw)
 
     def _emit(self, storage: Any, etype: str, obj: dict) -> None:
         self.events.append((self.rv, storage, etype, obj))
         for w in list(self.watchers):
             if w.wants(storage, obj):
-                w.queue.put_nowait({"type": etype, "object": copy.deepcopy(obj)})
+                w.queue.put_nowait({"type": etype, "object": _copy(obj)})
 
     def _store(self, key: tuple, obj: dict, etype: str) -> dict:
         self.rv += 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
-        obj = copy.deepcopy(obj)
+        obj = _copy(obj)
         if key in self.objects:
             self.objects[key].create(obj)  # appends a version (kmock keeps the history)
         else:
             self.objects[key] = obj
         self._emit(key[0], etype, obj)
-        return copy.deepcopy(obj)
+        return _copy(obj)
 
     def _remove(self, key: tuple) -> dict | None:
         obj = self._load(key)
@@ -227,7 +237,7 @@ class Cluster:
             if key[0] == storage and not obj.deleted and (ns is None or key[1] == ns):
                 raw = obj.raw
                 if where is None or where(key, raw):
-                    out.append((key, copy.deepcopy(raw)))
+                    out.append((key, _copy(raw)))
         out.sort(key=lambda kv: (kv[0][1] or "", kv[0][2]))
         return out
 
@@ -256,7 +266,7 @@ class Cluster:
     def create(self, info: ResInfo, ns: str | None, body: dict, *, dry_run: bool = False) -> dict:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request is not an object")
-        body = copy.deepcopy(body)
+        body = _copy(body)
         meta = body.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + _rand()
@@ -299,9 +309,9 @@ class Cluster:
                            f'Operation cannot be fulfilled on {info.qualified} "{name}": the object has been '
                            "modified; please apply your changes to the latest version and try again",
                            {"name": name, "group": info.group, "kind": info.plural})
-        body = copy.deepcopy(body)
+        body = _copy(body)
         if only_status:
-            new = copy.deepcopy(old)
+            new = _copy(old)
             new["status"] = body.get("status", {})
         else:
             new = body
@@ -315,7 +325,7 @@ class Cluster:
         is_apply = "apply-patch" in (content_type or "")
         if old is None:
             if is_apply and isinstance(patch, dict):
-                body = copy.deepcopy(patch)
+                body = _copy(patch)
                 body.setdefault("metadata", {})["name"] = name
                 return self.create(info, ns, body, dry_run=dry_run), True
             raise self.not_found(info, name)
@@ -324,7 +334,7 @@ class Cluster:
         except Exception as e:  # jsonpatch conflicts, bad documents
             raise ApiError(422, "Invalid", f"the patch could not be applied: {e}") from e
         if only_status:
-            new = copy.deepcopy(old)
+            new = _copy(old)
             new["status"] = patched.get("status", {})
         else:
             new = patched
@@ -360,7 +370,7 @@ class Cluster:
     # ------------------------------------------------------------------ helpers of the operations
 
     def _present(self, info: ResInfo, obj: dict) -> dict:
-        obj = copy.deepcopy(obj)
+        obj = _copy(obj)
         obj["apiVersion"] = info.api_version
         obj["kind"] = info.kind
         return obj
@@ -385,7 +395,7 @@ class Cluster:
 
     def _admit(self, info: ResInfo, ns: str | None, obj: dict, old: dict | None, status_write: bool = False) -> dict:
         """Server-side fields and defaults, like the API server's registry strategies."""
-        obj = strip_directives(copy.deepcopy(obj))
+        obj = strip_directives(_copy(obj))
         obj["apiVersion"] = info.api_version
         obj["kind"] = info.kind
         meta = obj.setdefault("metadata", {})
@@ -492,7 +502,7 @@ class Cluster:
         return w
 
     def events_since(self, w: Watcher, rv: int) -> list[dict]:
-        return [{"type": t, "object": copy.deepcopy(o)} for (r, s, t, o) in list(self.events)
+        return [{"type": t, "object": _copy(o)} for (r, s, t, o) in list(self.events)
                 if r > rv and w.wants(s, o)]
 
     # ============================================================================ controllers
@@ -556,13 +566,18 @@ class Cluster:
         opts = self._fault("k8s.node_notready")
         names = (opts or {}).get("nodes")
         info = self.info("", "nodes")
-        for key, obj in self._items(info):
+        storage = self.disc.storage_key(info)
+        # read on the stored nodes (every request and controller pass comes here); copy only a node that changes
+        for key, stored in list(self.objects.items()):
+            if key[0] != storage or stored.deleted:
+                continue
+            obj = stored.raw
             ready = not (opts is not None and (not names or key[2] in names))
             ready = ready and cluster_faults.node_down(self.lab_dir, self.name, obj) is None  # plan section 3 faults
             cur = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                        {})
             if (cur.get("status") == "True") != ready or not cur:
-                self._node_status(key, obj, ready)
+                self._node_status(key, _copy(obj), ready)
 
     def _node_status(self, key: tuple, obj: dict, ready: bool) -> None:
         ts = now_iso()
@@ -680,7 +695,7 @@ class Cluster:
         ts = now_iso()
         spec = pod["spec"]
         old = pod.get("status") or {}
-        status = copy.deepcopy(old)
+        status = _copy(old)
         if not status.get("podIP"):
             self.ip_counter += 1
             status["podIP"] = f"10.0.{(self.ip_counter // 250) % 250 + 100}.{self.ip_counter % 250 + 1}"
@@ -731,7 +746,7 @@ class Cluster:
                "metadata": {"name": name, "namespace": ns, "labels": labels,
                             "annotations": (template.get("metadata") or {}).get("annotations") or {},
                             "ownerReferences": [self._owner_ref(owner)]},
-               "spec": copy.deepcopy(template.get("spec") or {})}
+               "spec": _copy(template.get("spec") or {})}
         if not pod["metadata"]["annotations"]:
             del pod["metadata"]["annotations"]
         info = self.info("", "pods")
@@ -775,7 +790,7 @@ class Cluster:
         spec = dep.get("spec") or {}
         want = int(spec.get("replicas", 1) or 0)
         stuck = self._stuck(dep)
-        template = copy.deepcopy(spec.get("template") or {})
+        template = _copy(spec.get("template") or {})
         phash = _hash(template)
         rs_name = f"{name}-{phash}"
         rs_info = self.info("apps", "replicasets")
@@ -785,7 +800,7 @@ class Cluster:
         template.setdefault("metadata", {})["labels"] = tmpl_labels
         rs = self._load(rs_key)
         if rs is None:
-            selector = copy.deepcopy(spec.get("selector") or {"matchLabels": {}})
+            selector = _copy(spec.get("selector") or {"matchLabels": {}})
             selector.setdefault("matchLabels", {})["pod-template-hash"] = phash
             rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
                   "metadata": {"name": rs_name, "namespace": ns, "labels": tmpl_labels,
@@ -865,7 +880,7 @@ class Cluster:
                 labels.update({"controller-revision-hash": revision,
                                "statefulset.kubernetes.io/pod-name": pname,
                                "apps.kubernetes.io/pod-index": str(i)})
-                tmpl = copy.deepcopy(template)
+                tmpl = _copy(template)
                 tmpl.setdefault("spec", {}).setdefault("hostname", pname)
                 self._new_pod(ns, pname, tmpl, labels, sts, ready=not stuck)
             else:
@@ -898,7 +913,7 @@ class Cluster:
             return
         job = self._present(info, job)
         ts = now_iso()
-        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+        template = _copy((job.get("spec") or {}).get("template") or {})
         labels = dict((template.get("metadata") or {}).get("labels") or {})
         labels.update({"job-name": key[2], "batch.kubernetes.io/job-name": key[2],
                        "controller-uid": job["metadata"]["uid"]})
