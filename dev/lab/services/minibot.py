@@ -191,22 +191,22 @@ class Bot:
         HEALTH_CONN_MAX_AGE seconds (a failed query drops it and the check logs in again at once)."""
         loop = asyncio.get_running_loop()
         async with self.health_lock:
-            for attempt in (1, 2):
-                conn = self.health_conn
-                fresh = conn is None or conn.closed or loop.time() - self.health_since > HEALTH_CONN_MAX_AGE
+            conn = self.health_conn
+            if conn is not None and not conn.closed and loop.time() - self.health_since <= HEALTH_CONN_MAX_AGE:
                 try:
-                    if fresh:
-                        await self.close_health()
-                        conn = await self.connect(timeout=2)
-                        self.health_conn, self.health_since = conn, loop.time()
                     await conn.execute("SELECT 1")
-                except Exception as exc:  # noqa: BLE001
-                    await self.close_health()
-                    if fresh or attempt == 2:
-                        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    continue  # the kept connection broke (a restarted database): log in again
-                return None
-        return None
+                    return None
+                except Exception:  # noqa: BLE001, S110 - the kept connection broke (a restarted database): log in again
+                    pass
+            await self.close_health()
+            try:
+                self.health_conn = await self.connect(timeout=2)
+                self.health_since = loop.time()
+                await self.health_conn.execute("SELECT 1")
+            except Exception as exc:  # noqa: BLE001
+                await self.close_health()
+                return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return None
 
     async def close_health(self) -> None:
         if self.health_conn is not None:
