@@ -194,9 +194,11 @@ read -r BUSY0 TOTAL0 < <(machine_ticks)
 # The labs' pace (README, Tests): three labs idle between tests cost CPU the tests need. The bot writes an order every
 # 0.3 s (lab default 0.1), the Kubernetes emulator's controllers run after every change and else every second (lab
 # default 0.25 s), its kubelet probes every second (0.5 s). Measured on one idle lab: 0.06 -> 0.03 cores.
+# The feed ticks every 0.2 s (lab default 0.1): each rtds-client pod costs the feed and itself CPU per tick; verify's
+# RTDS check (20 ticks) then takes 2 s instead of 1, inside the tests' verify_rtds_timeout of 5 s.
 export LAB_MINIBOT_TICK=${LAB_MINIBOT_TICK:-0.3} LAB_K8S_RECONCILE_SECONDS=${LAB_K8S_RECONCILE_SECONDS:-1} \
-       LAB_K8S_PROBE_SECONDS=${LAB_K8S_PROBE_SECONDS:-1}
-stamp "labs' pace: bot tick ${LAB_MINIBOT_TICK} s, emulator controllers ${LAB_K8S_RECONCILE_SECONDS} s, probes ${LAB_K8S_PROBE_SECONDS} s"
+       LAB_K8S_PROBE_SECONDS=${LAB_K8S_PROBE_SECONDS:-1} LAB_RTDS_TICK=${LAB_RTDS_TICK:-0.2}
+stamp "labs' pace: bot tick ${LAB_MINIBOT_TICK} s, feed tick ${LAB_RTDS_TICK} s, emulator controllers ${LAB_K8S_RECONCILE_SECONDS} s, probes ${LAB_K8S_PROBE_SECONDS} s"
 # Terraform and its AWS provider (Go) spend a fifth of their CPU in the garbage collector at Go's default (GOGC=100):
 # at 400 a validate/plan costs 18-24 % less CPU for 1.6x the peak memory (~490 MB), dev/bench/bench_terraform.py.
 # Terraform is about 40 % of a region failover's CPU. Only the test run sets it; the product leaves Go's default.

@@ -4,7 +4,7 @@
     .venv/bin/python dev/lab/services/rtds.py --port 58765 --lab-dir .lab
 
 Connect to ws://127.0.0.1:58765/ws and send {"type": "subscribe", "markets": ["BTC-USD", ...]};
-then about every 100 ms the server sends, for each subscribed market, one
+then about every 100 ms (LAB_RTDS_TICK seconds) the server sends, for each subscribed market, one
 {"type": "tick", "seq": n, "ts": "...Z", "market": m, "price": p} (seq counts the messages of
 this connection from 1). GET /healthz answers 200 "ok" (503 while rtds.down is on).
 Faults: rtds.down, rtds.gaps {"every": 5, "skip": 3}, rtds.stall. See docs/lab/bot.md.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import sys
@@ -27,7 +28,9 @@ from websockets.exceptions import ConnectionClosed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, fault, setup_logging  # noqa: E402
 
-TICK = 0.1
+# seconds between two ticks of a subscription; the lab default sends 10 a second. make test may set LAB_RTDS_TICK
+# (README, Tests): every connected client (the rtds-client pods) costs the feed and itself CPU per tick
+TICK = float(os.environ.get("LAB_RTDS_TICK") or 0.1)
 DEFAULT_MARKETS = ["BTC-USD", "ETH-USD"]
 REF_PRICES = {"BTC-USD": 64000.0, "ETH-USD": 3200.0, "SOL-USD": 150.0, "XRP-USD": 0.6, "ADA-USD": 0.45,
               "DOGE-USD": 0.15, "AVAX-USD": 35.0, "LINK-USD": 14.0}

@@ -317,6 +317,40 @@ def test_health(botlab):
     assert r.json()["status"] == "ok" and r.json()["db"] == "ok"
 
 
+def health_sessions(botlab) -> list[int]:
+    """Backends of the bot's /health check: the bot's sessions (as agbot) whose last query is its `SELECT 1`."""
+    with pg(botlab) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'minibot' AND usename = 'agbot' "
+            "AND datname = 'ag_botkit' AND query = 'SELECT 1' AND pid <> pg_backend_pid() ORDER BY pid").fetchall()]
+
+
+def test_health_keeps_one_connection_logs_in_again_when_it_breaks_and_none_when_halted(botlab, trading):
+    """/health logs in once and reuses that connection (a probe a second costs no backend fork); a connection the
+    server ended is replaced at once (the answer stays 200); a halted bot keeps no connection open."""
+    def ok() -> None:
+        r = requests.get(botlab["minibot"] + "/health", timeout=10)
+        assert r.status_code == 200 and r.json()["db"] == "ok", r.text
+
+    ok()
+    first = health_sessions(botlab)
+    assert len(first) == 1, first
+    for _ in range(3):
+        ok()
+    assert health_sessions(botlab) == first, "each check logged in again"
+    with pg(botlab) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s)", (first[0],)).fetchone()[0]
+    ok()  # the kept connection is gone: the check logs in again instead of answering 503
+    again = health_sessions(botlab)
+    assert len(again) == 1 and again != first, again
+    assert ks(botlab, "trigger", json={"reason": "no connection while halted"}).status_code == 200
+    ok()  # a halted bot still answers for its database, then closes that connection within a tick
+    deadline = time.monotonic() + max(2.0, 5 * TICK)
+    while health_sessions(botlab) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert health_sessions(botlab) == [], "a halted bot keeps a database connection open"
+
+
 def test_kill_switch_stops_and_reset_restarts_writes(botlab, trading):
     assert growth(botlab, max(1.0, 5 * TICK)) >= writes(max(1.0, 5 * TICK)), "minibot does not write while trading"
     r = ks(botlab, "trigger", json={"reason": "test halt"})
