@@ -69,7 +69,8 @@ def main() -> None:
                 out = subprocess.run(["/usr/bin/time", "-f", "%M", *commands["plan"]], cwd=ROOT / "infra" / "terraform",
                                      env=env, capture_output=True, text=True, check=False)
                 peak[value] = int(out.stderr.strip().splitlines()[-1]) // 1024
-    print(f"Terraform {subprocess.run(['terraform', 'version'], capture_output=True, text=True, check=False).stdout.split()[1]}, "
+    version = subprocess.run(["terraform", "version"], capture_output=True, text=True, check=False).stdout.split()[1]
+    print(f"Terraform {version}, "
           f"lab {lab}, {args.reps} runs each, medians; CPU = user + sys of Terraform and its provider")
     print(f"{'command':10} {'GOGC':>6} {'wall s':>8} {'CPU s':>7} {'CPU vs ' + values[0]:>12} {'peak MB':>8}")
     for name in commands:
