@@ -454,6 +454,11 @@ class LabAWSApp:
         self.trail = cloudtrail.Recorder(lab_dir)  # CloudTrail stand-in: records calls, answers LookupEvents
         self.started = time.time()
         self._rds_lock = threading.Lock()
+        # moto's backends are plain dicts and lists, not safe under concurrent requests (moto's docs say so, PR
+        # getmoto/moto#7166). The server is threaded (Terraform sends up to 10 requests at once): every call into moto
+        # holds this lock, so one request changes a backend at a time. A race seen once without it: Terraform's
+        # security group rules came back InvalidPermission.Duplicate.
+        self._moto_lock = threading.Lock()
         self.rds = None
         if rds_standin and (lab_dir / "lab.json").exists():
             sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -482,15 +487,20 @@ class LabAWSApp:
             captured["status"], captured["headers"] = status, headers
             return lambda _data: None
 
-        result = self.moto(environ, start_response)
-        try:
-            data = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
+        data = b"".join(self._moto(environ, start_response))
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(data))))
         return int(captured["status"].split()[0]), headers, data
+
+    def _moto(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        """One call into moto, under the lock, its answer read whole before the lock is released."""
+        with self._moto_lock:
+            result = self.moto(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
 
     @staticmethod
     def _send(start_response: Callable, status: int, headers: list[tuple[str, str]], data: bytes) -> Iterable[bytes]:
@@ -510,7 +520,7 @@ class LabAWSApp:
                                                         ("Content-Length", str(len(data)))], data)
             return self._send(start_response, 404, [("Content-Length", "0")], b"")
         if path.startswith("/moto-api"):
-            return self.moto(environ, start_response)
+            return self._moto(environ, start_response)
 
         method = environ.get("REQUEST_METHOD", "GET")
         form_body = environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
@@ -576,7 +586,7 @@ class LabAWSApp:
             if answer is not None:
                 return self._send(start_response, *answer)
             environ["wsgi.input"] = io.BytesIO(body or b"")
-        return self.moto(environ, start_response)
+        return self._moto(environ, start_response)
 
 
     def _rds_standin(self, environ: dict[str, Any], body: bytes,
