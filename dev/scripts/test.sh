@@ -25,7 +25,7 @@ mkdir -p artifacts/lanes
 rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
-LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py
+LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py test_runbook_inputs.py
         test_incident.py test_kill_switch_playbook.py test_backup_terraform.py"
 LANE_A_MOLECULE="db_restore pitr security_breach"
 # test_awx_jobs.py expects a lab without a pgBackRest stanza ("DR | pgBackRest backup" must refuse): never on lab A,
