@@ -441,6 +441,47 @@ def fix_secretsmanager_default_version() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------- app
+class RetryReplay:
+    """At most once per SDK invocation, for calls that change something.
+
+    The AWS SDKs send every attempt of one call with the same ``amz-sdk-invocation-id`` header and number it in
+    ``amz-sdk-request: attempt=N``. When a client retries a call the lab already did (its first answer did not reach
+    the client: seen twice in CI, Terraform's AuthorizeSecurityGroupIngress, 120 ms apart, the second answered
+    InvalidPermission.Duplicate), the lab answers the retry with the first attempt's answer instead of doing the call
+    again, and logs it. Read-only calls and S3 (whose answers can be large) are done again as usual."""
+
+    KEEP_SECONDS = 300.0
+
+    def __init__(self) -> None:
+        self._answers: dict[str, tuple[float, int, list[tuple[str, str]], bytes]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(environ: dict[str, Any], info: dict[str, Any]) -> str | None:
+        """The invocation id of a call whose answer is kept for its retries, else None."""
+        if info.get("service") in (None, "s3") or not info.get("action") or cloudtrail.is_read_only(info["action"]):
+            return None
+        return environ.get("HTTP_AMZ_SDK_INVOCATION_ID") or None
+
+    def lookup(self, key: str, environ: dict[str, Any],
+               info: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        with self._lock:
+            now = time.monotonic()
+            for k in [k for k, v in self._answers.items() if now - v[0] > self.KEEP_SECONDS]:
+                del self._answers[k]
+            kept = self._answers.get(key)
+        if kept is None:
+            return None
+        LOG.warning("retry of %s:%s (%s, invocation %s): answered with the first attempt's answer (%s), not done again",
+                    info["service"], info["action"], environ.get("HTTP_AMZ_SDK_REQUEST", "attempt ?"), key, kept[1])
+        return kept[1], kept[2], kept[3]
+
+    def keep(self, key: str, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        if 200 <= status < 300:
+            with self._lock:
+                self._answers[key] = (time.monotonic(), status, list(headers), data)
+
+
 class LabAWSApp:
     def __init__(self, lab_dir: Path, k8s_url: str, rds_standin: bool = True) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -459,6 +500,7 @@ class LabAWSApp:
         # holds this lock, so one request changes a backend at a time. A race seen once without it: Terraform's
         # security group rules came back InvalidPermission.Duplicate.
         self._moto_lock = threading.Lock()
+        self.replays = RetryReplay()
         self.rds = None
         if rds_standin and (lab_dir / "lab.json").exists():
             sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -568,6 +610,26 @@ class LabAWSApp:
                                                     status=status, method=method)
             return self._send(start_response, status, headers, data)
 
+        key = self.replays.key(environ, info)
+        if key is None:
+            return self._dispatch(environ, body, info, start_response)
+        replay = self.replays.lookup(key, environ, info)
+        if replay is not None:
+            return self._send(start_response, *replay)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+            captured["status"], captured["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        data = b"".join(self._dispatch(environ, body, info, capture))
+        if captured:
+            self.replays.keep(key, int(captured["status"].split()[0]), captured["headers"], data)
+        return [data]
+
+    def _dispatch(self, environ: dict[str, Any], body: bytes | None, info: dict[str, Any],
+                  start_response: Callable) -> Iterable[bytes]:
+        """A call past the lab's faults: to the RDS stand-in, the EKS extras or moto."""
         # cluster failures (plan section 3): reboots, node group updates, cluster delete/create reach the k8s emulator
         start_response = cluster_faults.observing(self.lab_dir, info, environ, body, start_response)
 
@@ -577,7 +639,7 @@ class LabAWSApp:
                 and self.rds is not None:
             return self._send(start_response, *self._rds_standin(environ, body, info))
 
-        if is_eks and info["region"]:
+        if "/eks/aws4_request" in environ.get("HTTP_AUTHORIZATION", "") and info["region"]:
             from moto.iam.models import get_account_id_from
 
             account = get_account_id_from(info["access_key"] or "")
@@ -587,7 +649,6 @@ class LabAWSApp:
                 return self._send(start_response, *answer)
             environ["wsgi.input"] = io.BytesIO(body or b"")
         return self._moto(environ, start_response)
-
 
     def _rds_standin(self, environ: dict[str, Any], body: bytes,
                      info: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -301,6 +301,38 @@ def test_down_fault_region(aws_lab, aws_fault, client):
 
 
 # ----------------------------------------------------------------------------------------------- data faults
+def test_a_retry_of_a_call_already_done_gets_its_first_answer(aws_lab, client):
+    """An SDK retry (same amz-sdk-invocation-id) of a change the lab already made is answered with the first answer,
+    not done again; the same change asked by a new call is still refused as a duplicate (aws_server.RetryReplay)."""
+    ec2 = client("ec2", "us-west-2", total_max_attempts=1)
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    sg = ec2.create_security_group(GroupName=f"retry-{uuid.uuid4().hex[:8]}", Description="retry test",
+                                   VpcId=vpc)["GroupId"]
+    invocation = str(uuid.uuid4())
+
+    def same_invocation(request, **_kwargs):
+        request.headers["amz-sdk-invocation-id"] = invocation
+        request.headers["amz-sdk-request"] = "attempt=2; max=25"
+
+    rule = {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.77.0.0/16"}]}
+    try:
+        ec2.meta.events.register("before-send.ec2.AuthorizeSecurityGroupIngress", same_invocation)
+        first = ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[rule])
+        again = ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[rule])
+        assert [r["SecurityGroupRuleId"] for r in again["SecurityGroupRules"]] == \
+            [r["SecurityGroupRuleId"] for r in first["SecurityGroupRules"]]
+        ec2.meta.events.unregister("before-send.ec2.AuthorizeSecurityGroupIngress", same_invocation)
+        rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [sg]}])["SecurityGroupRules"]
+        assert len([r for r in rules if not r["IsEgress"]]) == 1, rules
+        with pytest.raises(ClientError) as err:   # a new call for the same rule: AWS's answer, a duplicate
+            ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[rule])
+        assert err.value.response["Error"]["Code"] == "InvalidPermission.Duplicate"
+    finally:
+        ec2.meta.events.unregister("before-send.ec2.AuthorizeSecurityGroupIngress", same_invocation)
+        ec2.delete_security_group(GroupId=sg)
+        ec2.delete_vpc(VpcId=vpc)
+
+
 def test_corrupt_and_restore_object(aws_lab, client):
     s3 = client("s3")
     key = f"lab-tests/backup-{uuid.uuid4().hex[:8]}.sql.gz"
