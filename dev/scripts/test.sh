@@ -4,7 +4,7 @@
 #   static  lint (yamllint, ruff, ansible-lint), role READMEs, ansible-test sanity and
 #           galaxy-importer on the built artifact, the EE build context, unit tests
 #           (tests/unit and the lab's own tests/lab/unit)                             (no lab)
-#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path, incident, kill switch (LANE_A*)
+#   lab-a   lab A (LAB_DIR, LAB_*_PORT as given): plan §2 and the physical path, incident, kill switch, approvals, given results (LANE_A*)
 #   lab-b   lab B (LAB_DIR=.lab-b, every port + 6000): everything not listed for A or C, e.g. plan §1's tests
 #   lab-c   lab C (LAB_DIR=.lab-c, every port + 6100): plan §3, §4, readiness, AWX (LANE_C*)
 # Three labs, not four: on 2 cores a fourth lab made the run slower, not faster (README, Tests).
@@ -26,7 +26,7 @@ rm -f artifacts/lanes/* artifacts/junit-*.xml
 
 # Which integration test files and molecule scenarios run on labs A and C; everything else runs on lab B.
 LANE_A="test_db_restore.py test_modules_db.py test_restore_trust.py test_db_restore_physical.py test_runbook_inputs.py
-        test_incident.py test_kill_switch_playbook.py test_backup_terraform.py"
+        test_incident.py test_kill_switch_playbook.py test_backup_terraform.py test_approval.py"
 LANE_A_MOLECULE="db_restore pitr security_breach"
 # test_awx_jobs.py expects a lab without a pgBackRest stanza ("DR | pgBackRest backup" must refuse): never on lab A,
 # whose molecule pitr makes one (ci6b: it failed there); on C it runs before test_readiness.py makes one.
