@@ -497,8 +497,8 @@ class LabAWSApp:
         self._rds_lock = threading.Lock()
         # moto's backends are plain dicts and lists, not safe under concurrent requests (moto's docs say so, PR
         # getmoto/moto#7166). The server is threaded (Terraform sends up to 10 requests at once): every call into moto
-        # holds this lock, so one request changes a backend at a time. A race seen once without it: Terraform's
-        # security group rules came back InvalidPermission.Duplicate.
+        # holds this lock, so one request changes a backend at a time. (Terraform's InvalidPermission.Duplicate in CI
+        # was not a race but a client retry: see RetryReplay.)
         self._moto_lock = threading.Lock()
         self.replays = RetryReplay()
         self.rds = None
