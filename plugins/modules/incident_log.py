@@ -20,6 +20,8 @@ description:
     V(2025-01-01T10:00:00.123456Z)), C(incident_id), C(severity), C(user), then the fields of O(entry) in their order.
     The file is created when missing and its mode set to C(0640); nothing in it is rewritten."
   - Run it with C(delegate_to=localhost) and C(run_once=true), as the role does.
+extends_documentation_fragment:
+  - agbotkit.dr.controller_action
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 options:
@@ -33,18 +35,9 @@ options:
     type: dict
     required: true
 attributes:
-  action:
-    support: full
-    description: Runs on the controller as an action plugin.
-  async:
-    support: none
-    description: Not asynchronous.
   check_mode:
     support: full
     description: Writes nothing; reports changed.
-  diff_mode:
-    support: none
-    description: No diff.
 seealso:
   - module: agbotkit.dr.incident_notify
 """

@@ -30,6 +30,8 @@ description:
     (a list) that the P(agbotkit.dr.incident_timeline#callback) callback records as an event."
   - Secrets (webhook token, routing key, SMTP password, API key) are never returned; the result is safe to print.
   - Run it with C(delegate_to=localhost), C(delegate_facts=true) and C(run_once=true), as the role does.
+extends_documentation_fragment:
+  - agbotkit.dr.controller_action
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 options:
@@ -101,18 +103,9 @@ options:
       page_id: {description: The page., type: str, default: ""}
       api_key: {description: "Secret API key (sent as C(Authorization: OAuth <key>)).", type: str, default: ""}
 attributes:
-  action:
-    support: full
-    description: Runs on the controller as an action plugin.
-  async:
-    support: none
-    description: Not asynchronous.
   check_mode:
     support: full
     description: Sends nothing and logs nothing; returns the channels it would send to.
-  diff_mode:
-    support: none
-    description: No diff.
 seealso:
   - module: agbotkit.dr.incident_log
   - module: community.general.mail

@@ -31,6 +31,8 @@ description:
     start a new run), never silently replaced."
   - "The result is reported as not changed: the file is the run's bookkeeping, not a change to the system
     recovered, so idempotence checks of a scenario measure the system alone."
+extends_documentation_fragment:
+  - agbotkit.dr.controller_action
 author:
   - ag-botkit DevOps Team (@ag-botkit)
 options:
@@ -66,18 +68,9 @@ options:
     description: What existed before the run (free-form); recorded when the run has none yet.
     type: dict
 attributes:
-  action:
-    support: full
-    description: Runs on the controller as an action plugin.
-  async:
-    support: none
-    description: Not asynchronous.
   check_mode:
     support: full
     description: Computes the state it would write and writes nothing.
-  diff_mode:
-    support: none
-    description: Returns no diff.
 seealso:
   - module: agbotkit.dr.approval
 """
